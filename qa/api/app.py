@@ -1,0 +1,36 @@
+"""The FastAPI application: routers, error handlers, and the service holder."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from qa import __version__
+from qa.api.errors import install_error_handlers
+from qa.api.routers import documents, health, search
+from qa.settings import Settings, get_settings
+from qa.wiring import ServiceHolder
+
+
+def create_app(settings: Settings | None = None, holder: ServiceHolder | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    holder = holder or ServiceHolder(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if holder.services is None and not holder.ready.is_set():
+            holder.start(background=True)
+        yield
+        if holder.services is not None:
+            holder.services.close()
+
+    app = FastAPI(
+        title="qa", version=__version__, lifespan=lifespan,
+        description="Bilingual (Chinese/English) question answering over your documents, with exact citations.",
+    )
+    app.state.holder = holder
+    install_error_handlers(app)
+    for module in (search, documents, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,127 @@
+"""Documents and passages: add (JSON or file upload), list, read, delete."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from qa.api.deps import get_services
+from qa.api.errors import ApiError
+from qa.api.schemas import DocumentBody, DocumentListOut, DocumentOut, IngestOut, PassageOut
+from qa.ingest.parsers import DocumentDecodeError, EmptyDocumentError, UnsupportedFormatError
+from qa.ingest.service import InvalidDocumentIdError, document_id_for
+from qa.models import Document
+from qa.wiring import Services
+
+router = APIRouter(tags=["documents"])
+
+_UPLOAD_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": DocumentBody.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": ".txt, .md or .html, UTF-8"},
+                        "id": {"type": "string"}, "title": {"type": "string"},
+                    },
+                    "required": ["file"],
+                }
+            },
+        },
+        "required": True,
+    }
+}
+
+
+def _document_out(doc: Document, text: str | None = None) -> DocumentOut:
+    return DocumentOut(id=doc.id, title=doc.title, lang=doc.lang, source=doc.source, published=doc.published,
+                       passages=doc.passage_count, created_at=doc.created_at, metadata=doc.metadata, text=text)
+
+
+async def _read_upload(request: Request, services: Services):
+    form = await request.form(max_files=1, max_fields=10)
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise ApiError(422, "invalid_request", "multipart upload needs a 'file' field holding a .txt, .md or .html file")
+    raw = await upload.read(services.settings.max_upload_bytes + 1)
+    if len(raw) > services.settings.max_upload_bytes:
+        raise ApiError(413, "too_large", f"file is larger than {services.settings.max_upload_bytes} bytes")
+    filename = upload.filename or "upload.txt"
+    doc_id = form.get("id") or filename.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    title = form.get("title") or None
+    parsed = services.ingest.parse(raw, filename, title=title if isinstance(title, str) else None)
+    return parsed, str(doc_id)
+
+
+async def _read_json(request: Request, services: Services):
+    raw = await request.body()
+    if len(raw) > services.settings.max_upload_bytes:
+        raise ApiError(413, "too_large", f"body is larger than {services.settings.max_upload_bytes} bytes")
+    try:
+        body = DocumentBody.model_validate(json.loads(raw))
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, ValidationError):
+            msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ApiError(422, "invalid_request", msg) from exc
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
+    parsed = services.ingest.parse(body.text, None, title=body.title)
+    parsed.source = body.source or parsed.source
+    parsed.published = body.published or parsed.published
+    return parsed, body.id
+
+
+@router.post("/v1/documents", response_model=IngestOut, status_code=201, openapi_extra=_UPLOAD_DOC)
+async def add_document(request: Request, services: Services = Depends(get_services)) -> IngestOut:
+    """Add or replace a document: JSON ``{"title","text","source"?,"published"?,"id"?}`` or a file upload."""
+    content_type = request.headers.get("content-type", "")
+    try:
+        if content_type.startswith("multipart/form-data"):
+            parsed, doc_id = await _read_upload(request, services)
+        elif content_type.startswith("application/json") or not content_type:
+            parsed, doc_id = await _read_json(request, services)
+        else:
+            raise ApiError(415, "unsupported_media_type",
+                           "send application/json {title, text} or multipart/form-data with a 'file'")
+        if doc_id is not None:
+            doc_id = document_id_for(doc_id)
+    except (DocumentDecodeError, EmptyDocumentError, UnsupportedFormatError, InvalidDocumentIdError) as exc:
+        raise ApiError(422, type(exc).__name__, str(exc)) from exc
+    result = await run_in_threadpool(services.ingest.ingest, parsed, doc_id)
+    return IngestOut(**result.__dict__)
+
+
+@router.get("/v1/documents", response_model=DocumentListOut, response_model_exclude_none=True)
+def list_documents(limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                   services: Services = Depends(get_services)) -> DocumentListOut:
+    docs = services.corpus.store.list_documents(limit, offset)
+    return DocumentListOut(documents=[_document_out(d) for d in docs], total=services.corpus.store.count_documents())
+
+
+@router.get("/v1/documents/{document_id}", response_model=DocumentOut)
+def get_document(document_id: str, services: Services = Depends(get_services)) -> DocumentOut:
+    found = services.corpus.store.get_document(document_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no document with id {document_id!r}; GET /v1/documents lists them")
+    return _document_out(*found)
+
+
+@router.delete("/v1/documents/{document_id}")
+def delete_document(document_id: str, services: Services = Depends(get_services)) -> dict:
+    if not services.ingest.delete(document_id):
+        raise ApiError(404, "not_found", f"no document with id {document_id!r}; GET /v1/documents lists them")
+    return {"deleted": document_id}
+
+
+@router.get("/v1/passages/{passage_id}", response_model=PassageOut)
+def get_passage(passage_id: str, services: Services = Depends(get_services)) -> PassageOut:
+    p = services.corpus.store.passage(passage_id)
+    if p is None:
+        raise ApiError(404, "not_found", f"no passage with id {passage_id!r}")
+    return PassageOut(passage_id=p.id, document_id=p.document_id, title=p.title, section=p.section,
+                      paragraph=p.paragraph, lang=p.lang, text=p.text, start=p.start, end=p.end,
+                      source=p.source, published=p.published)

@@ -1,0 +1,24 @@
+"""GET /healthz: ready or not, the model, how many passages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from qa.api.deps import get_holder
+from qa.api.schemas import HealthOut
+from qa.wiring import ServiceHolder
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthOut)
+def healthz(holder: ServiceHolder = Depends(get_holder)) -> JSONResponse:
+    s = holder.services
+    body = HealthOut(
+        ready=s is not None, status=holder.status, error=holder.error,
+        model=s.embedder.model_id if s else None,
+        passages=s.corpus.store.count_passages() if s else None,
+        documents=s.corpus.store.count_documents() if s else None,
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if s is not None else 503)

@@ -1,0 +1,25 @@
+"""POST /v1/search: cited passages for a question."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from qa.api.deps import get_services
+from qa.api.errors import ApiError
+from qa.api.schemas import SearchBody, SearchOut
+from qa.retrieval.types import SearchRequest
+from qa.wiring import Services
+
+router = APIRouter(tags=["search"])
+
+
+@router.post("/v1/search", response_model=SearchOut, response_model_exclude_none=True)
+def search(body: SearchBody, services: Services = Depends(get_services)) -> SearchOut:
+    limit = services.settings.max_query_chars
+    if len(body.query) > limit:
+        raise ApiError(422, "query_too_long", f"query has {len(body.query)} characters; the limit is {limit}")
+    result = services.search.search(SearchRequest(
+        query=body.query, top_k=body.top_k, lang=body.lang,
+        document_ids=tuple(body.document_ids) if body.document_ids is not None else None, explain=body.explain,
+    ))
+    return SearchOut.from_result(result)

@@ -1,0 +1,138 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from qa.retrieval.types import Hit, SearchResult
+
+
+class SearchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(..., description="The question, in Chinese or English.", examples=["上海在人工智能方面有什么目标？"])
+    top_k: int = Field(5, ge=1, le=50, description="How many passages to return (1–50).")
+    lang: Literal["zh", "en"] | None = Field(None, description="Only passages in this language.")
+    document_ids: list[str] | None = Field(None, max_length=1000, description="Only passages of these documents.")
+    explain: bool = Field(False, description="Return the component scores of each result.")
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query is empty: ask a question in Chinese or English")
+        return value
+
+
+class EvidenceOut(BaseModel):
+    text: str
+    start: int
+    end: int
+
+
+class ResultOut(BaseModel):
+    rank: int
+    score: float
+    passage_id: str
+    document_id: str
+    title: str
+    section: str | None
+    paragraph: int
+    lang: str
+    text: str
+    start: int
+    end: int
+    source: str | None
+    published: str | None
+    evidence: EvidenceOut
+    explain: dict[str, float] | None = None
+
+    @classmethod
+    def from_hit(cls, hit: Hit) -> ResultOut:
+        p = hit.passage
+        return cls(
+            rank=hit.rank, score=hit.score, passage_id=p.id, document_id=p.document_id, title=p.title,
+            section=p.section, paragraph=p.paragraph, lang=p.lang, text=p.text, start=p.start, end=p.end,
+            source=p.source, published=p.published,
+            evidence=EvidenceOut(text=hit.evidence.text, start=hit.evidence.start, end=hit.evidence.end),
+            explain=hit.components or None,
+        )
+
+
+class SearchOut(BaseModel):
+    query: str
+    query_lang: str
+    answerable: bool
+    confidence: float = Field(description="Probability-like confidence that the corpus answers the question.")
+    results: list[ResultOut]
+
+    @classmethod
+    def from_result(cls, result: SearchResult) -> SearchOut:
+        return cls(query=result.query, query_lang=result.query_lang, answerable=result.answerable,
+                   confidence=result.confidence, results=[ResultOut.from_hit(h) for h in result.hits])
+
+
+class DocumentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(..., min_length=1, max_length=500)
+    text: str = Field(..., description="The document text (plain text; paragraphs separated by line breaks).")
+    source: str | None = Field(None, max_length=500)
+    published: str | None = Field(None, max_length=50)
+    id: str | None = Field(None, max_length=128, description="Document id; derived from the content when absent.")
+
+    @field_validator("text")
+    @classmethod
+    def _has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text is empty: a document needs at least one paragraph")
+        return value
+
+
+class IngestOut(BaseModel):
+    document_id: str
+    status: Literal["added", "replaced", "unchanged", "duplicate"]
+    passages: int
+    duplicate_of: str | None = None
+
+
+class DocumentOut(BaseModel):
+    id: str
+    title: str
+    lang: str
+    source: str | None
+    published: str | None
+    passages: int
+    created_at: str
+    metadata: dict[str, str]
+    text: str | None = None
+
+
+class DocumentListOut(BaseModel):
+    documents: list[DocumentOut]
+    total: int
+
+
+class PassageOut(BaseModel):
+    passage_id: str
+    document_id: str
+    title: str
+    section: str | None
+    paragraph: int
+    lang: str
+    text: str
+    start: int
+    end: int
+    source: str | None
+    published: str | None
+
+
+class HealthOut(BaseModel):
+    ready: bool
+    status: str
+    model: str | None
+    passages: int | None
+    documents: int | None
+    error: str | None = None

@@ -1,0 +1,138 @@
+"""Ingestion: parse → split into passages → tokenise → embed → write store and indexes.
+
+Duplicate policy (explicit): a document whose content (title + text) is already stored under
+another id is skipped as a duplicate; re-ingesting an id with unchanged content is a no-op;
+re-ingesting an id with changed content replaces all of its passages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embeddings import Embedder
+from qa.corpus import Corpus
+from qa.ingest.chunker import chunk_document
+from qa.ingest.parsers import parse_document
+from qa.models import ParsedDocument, Passage, passage_id
+from qa.store import StoredPassage
+from qa.store.sqlite import new_document
+from qa.text.lang import detect_lang
+from qa.text.tokenize import tokenize
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+class InvalidDocumentIdError(ValueError):
+    """A document id that cannot be used in URLs and citations."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    document_id: str
+    status: str  # "added" | "replaced" | "unchanged" | "duplicate"
+    passages: int
+    duplicate_of: str | None = None
+
+
+def content_hash(title: str, text: str) -> str:
+    return hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
+
+
+def document_id_for(name: str) -> str:
+    """A URL-safe document id from a file name or a given id."""
+    cleaned = _ID_UNSAFE.sub("-", name).strip("-.")[:128]
+    if not cleaned:
+        raise InvalidDocumentIdError(f"{name!r} cannot be used as a document id: use letters, digits, '-', '_' or '.'.")
+    return cleaned
+
+
+class IngestService:
+    """Adds, replaces and deletes documents in a corpus."""
+
+    def __init__(self, corpus: Corpus, embedder: Embedder, max_passage_tokens: int, heading_max_chars: int):
+        self.corpus = corpus
+        self.embedder = embedder
+        self.max_passage_tokens = max_passage_tokens
+        self.heading_max_chars = heading_max_chars
+
+    def parse(self, raw: bytes | str, filename: str | None = None, title: str | None = None) -> ParsedDocument:
+        return parse_document(raw, filename, title=title, heading_max_chars=self.heading_max_chars)
+
+    def ingest(self, doc: ParsedDocument, document_id: str | None = None,
+               on_progress: Callable[[int, int], None] | None = None) -> IngestResult:
+        """Store one parsed document (see the module docstring for the duplicate policy)."""
+        digest = content_hash(doc.title, doc.text)
+        document_id = document_id_for(document_id) if document_id else "doc-" + digest[:16]
+        existing = self.corpus.store.document_by_hash(digest)
+        if existing == document_id:
+            stored_doc, _ = self.corpus.store.get_document(document_id)
+            return IngestResult(document_id, "unchanged", stored_doc.passage_count)
+        if existing is not None:
+            return IngestResult(document_id, "duplicate", 0, duplicate_of=existing)
+        replaced = self.corpus.store.document_hash(document_id) is not None
+
+        drafts = chunk_document(doc, self.embedder.count_tokens, self.max_passage_tokens)
+        texts = [d.text for d in drafts]
+        previous = getattr(self.embedder, "on_progress", None)
+        if on_progress is not None and hasattr(self.embedder, "on_progress"):
+            self.embedder.on_progress = on_progress
+        try:
+            vectors = self.embedder.encode_passages(texts) if texts else np.zeros((0, self.embedder.dimension))
+        finally:
+            if hasattr(self.embedder, "on_progress"):
+                self.embedder.on_progress = previous
+        lang = detect_lang(doc.text)
+        stored = [
+            StoredPassage(
+                passage=Passage(
+                    id=passage_id(document_id, d.paragraph, d.part), document_id=document_id, section=d.section,
+                    paragraph=d.paragraph, part=d.part, lang=d.lang, start=d.start, end=d.end, text=d.text,
+                    title=doc.title, source=doc.source, published=doc.published,
+                ),
+                tokens=tokenize(((d.section or "") + " " + d.text) if d.section else d.text),
+                vector=vectors[i],
+            )
+            for i, d in enumerate(drafts)
+        ]
+        document = new_document(document_id, doc.title, lang, doc.source, doc.published, digest, doc.metadata)
+        self.corpus.write_document(document, doc.text, stored)
+        return IngestResult(document_id, "replaced" if replaced else "added", len(stored))
+
+    def ingest_paths(self, paths: Iterable[Path], progress: Callable[[str, int, int], None] | None = None
+                     ) -> list[IngestResult]:
+        """Ingest files and folders (recursively, supported suffixes only), one transaction per file."""
+        files = sorted(_expand(paths))
+        results = []
+        with self.corpus.batch():
+            for n, path in enumerate(files):
+                if progress:
+                    progress(path.name, n, len(files))
+                doc = self.parse(path.read_bytes(), path.name)
+                results.append(self.ingest(doc, document_id_for(path.stem)))
+        if progress:
+            progress("", len(files), len(files))
+        return results
+
+    def delete(self, document_id: str) -> bool:
+        return self.corpus.delete_document(document_id)
+
+
+def _expand(paths: Iterable[Path]) -> Iterable[Path]:
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            yield from (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+        elif path.is_file():
+            yield path
+        else:
+            raise FileNotFoundError(f"{path} does not exist")

@@ -1,0 +1,80 @@
+"""Domain records shared by ingestion, storage, retrieval and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Block:
+    """A run of the document text: its kind and where it sits. ``text == document_text[start:end]``."""
+
+    kind: str  # "title" | "meta" | "heading" | "paragraph"
+    start: int
+    end: int
+    text: str
+
+
+@dataclass
+class ParsedDocument:
+    """What a parser makes of one file or upload, before it is split into passages.
+
+    ``text`` is the document text that every offset refers to (the file itself for .txt/.md, the
+    visible text for .html); it is stored and returned by ``GET /v1/documents/{id}``.
+    """
+
+    title: str
+    text: str
+    blocks: list[Block]
+    source: str | None = None
+    published: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PassageDraft:
+    """A passage before it has a document id: section, paragraph number, language and exact offsets."""
+
+    section: str | None
+    paragraph: int  # 1-based number of the paragraph in the document
+    part: int  # 0 when the paragraph is whole, else 1.. for the pieces of a split paragraph
+    lang: str
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A stored, citable passage."""
+
+    id: str
+    document_id: str
+    section: str | None
+    paragraph: int
+    part: int
+    lang: str
+    start: int
+    end: int
+    text: str
+    title: str = ""
+    source: str | None = None
+    published: str | None = None
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    title: str
+    lang: str
+    source: str | None
+    published: str | None
+    content_hash: str
+    passage_count: int
+    created_at: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def passage_id(document_id: str, paragraph: int, part: int) -> str:
+    """Stable, readable passage id: ``<document>:<paragraph>`` or ``<document>:<paragraph>.<part>``."""
+    return f"{document_id}:{paragraph}" if part == 0 else f"{document_id}:{paragraph}.{part}"

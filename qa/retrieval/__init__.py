@@ -1,0 +1,1 @@
+"""Retrieval: dense and lexical legs, fusion, confidence and evidence."""

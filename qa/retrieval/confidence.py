@@ -1,0 +1,39 @@
+"""Answerability: retrieval scores mapped to a probability-like confidence.
+
+A logistic model over a few query-level features. Its coefficients are fitted on public data by
+``qa eval calibrate`` (questions with their paragraph in the corpus vs. questions from another
+benchmark whose paragraphs are not) and shipped in ``calibration.json`` beside this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+
+
+@dataclass
+class Calibration:
+    model_id: str = ""
+    weights: dict[str, float] = field(default_factory=lambda: {"dense_top": 25.0})
+    bias: float = -10.0
+    threshold: float = 0.5
+    report: dict = field(default_factory=dict)
+
+    def confidence(self, features: dict[str, float]) -> float:
+        z = self.bias + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    @classmethod
+    def load(cls, model_id: str, path: Path = CALIBRATION_FILE) -> Calibration:
+        """The calibration fitted for ``model_id`` (falls back to the default when none was fitted)."""
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entry = data.get(model_id.split("/")[0].split("@")[0]) or data.get(model_id)
+            if entry:
+                return cls(model_id=model_id, weights=entry["weights"], bias=entry["bias"],
+                           threshold=entry.get("threshold", 0.5), report=entry.get("report", {}))
+        return cls(model_id=model_id)

@@ -1,0 +1,72 @@
+"""All configuration in one typed model (environment variables prefixed ``QA_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "qa"
+
+
+class Settings(BaseSettings):
+    """Service settings. Every field can be set as ``QA_<FIELD>`` in the environment or in ``.env``."""
+
+    model_config = SettingsConfigDict(env_prefix="QA_", env_file=".env", extra="ignore")
+
+    # Where things live
+    data_dir: Path = Field(Path("data"), description="Folder holding the passage store and indexes.")
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Model and embedding caches.")
+    seeds_dir: Path | None = Field(Path("seeds"), description="Folder ingested on first start when the store is empty.")
+
+    # Embeddings
+    embedder: Literal["sentence-transformers", "use-m"] = "sentence-transformers"
+    model_path: Path | None = Field(
+        None, description="A local sentence-transformers folder; default: the verified EmbeddingGemma-300m in cache_dir."
+    )
+    embed_batch_size: int = 8
+    torch_threads: int = 2
+    embedding_dim: int | None = Field(None, description="Matryoshka truncation (e.g. 512, 256); None keeps the full size.")
+
+    # Index
+    approximate_threshold: int = Field(200_000, description="Above this many passages an HNSW index replaces exact search.")
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+
+    # Chunking
+    max_passage_tokens: int = Field(400, description="Token budget of one passage; longer paragraphs split at sentence ends.")
+    heading_max_chars: int = 30
+
+    # Retrieval
+    candidates: int = Field(50, description="Candidates each retrieval leg contributes before fusion.")
+    answerable_threshold: float = Field(0.5, description="Confidence at or above which a question counts as answerable.")
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_query_chars: int = 2000
+    max_upload_bytes: int = 10_000_000
+
+    # Optional upstream language model (OpenAI-compatible) for generated chat answers
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str | None = None
+    llm_timeout_s: float = 30.0
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+    @property
+    def embedding_cache_path(self) -> Path:
+        return self.cache_dir / "embeddings.sqlite"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

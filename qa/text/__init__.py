@@ -1,0 +1,1 @@
+"""Text utilities: language detection, Chinese script folding, tokenisation, sentences."""
