@@ -1,0 +1,79 @@
+"""Text embeddings for the QA service: one interface, two backends, a cache, and the model fetcher.
+
+``create_embedder(settings)`` is the only constructor the service needs; backends are imported
+lazily, so importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .base import Embedder
+from .cache import CachedEmbedder, EmbeddingCache
+from .fetch import ModelVerificationError, fetch_embeddinggemma, installed_embeddinggemma, verify_model_folder
+
+if TYPE_CHECKING:
+    from qa.settings import Settings
+
+__all__ = [
+    "CachedEmbedder",
+    "Embedder",
+    "EmbeddingCache",
+    "ModelNotInstalledError",
+    "ModelVerificationError",
+    "create_embedder",
+    "fetch_embeddinggemma",
+    "verify_model_folder",
+]
+
+
+class ModelNotInstalledError(RuntimeError):
+    """The configured model folder does not exist."""
+
+
+def _model_folder(settings: Settings) -> Path:
+    """The sentence-transformers folder to load: ``model_path``, else the verified EmbeddingGemma."""
+    if settings.model_path is not None:
+        folder = Path(settings.model_path).expanduser()
+        if not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
+            raise ModelNotInstalledError(f"QA_MODEL_PATH={folder} is not a sentence-transformers model folder")
+        return folder
+    folder = installed_embeddinggemma(settings.models_dir)
+    if not folder.is_dir():
+        raise ModelNotInstalledError(
+            f"EmbeddingGemma-300m is not installed in {folder}; run `qa models fetch` "
+            "(or set QA_EMBEDDER=use-m for the light model)"
+        )
+    verify_model_folder(folder)
+    return folder
+
+
+def create_embedder(settings: Settings | None = None) -> Embedder:
+    """The embedder ``settings.embedder`` names, wrapped in the on-disk passage cache.
+
+    Raises :class:`ModelNotInstalledError` when the model folder is absent and
+    :class:`ModelVerificationError` when the installed EmbeddingGemma does not match its checksums.
+    """
+    if settings is None:
+        from qa.settings import get_settings
+
+        settings = get_settings()
+    if settings.embedder == "use-m":
+        if settings.embedding_dim not in (None, 512):
+            raise ValueError(f"USE-m vectors are 512-d and cannot be truncated (embedding_dim={settings.embedding_dim})")
+        from .use_m import UseMEmbedder
+
+        inner: Embedder = UseMEmbedder()
+    elif settings.embedder == "sentence-transformers":
+        from .sentence_transformers import SentenceTransformerEmbedder
+
+        inner = SentenceTransformerEmbedder(
+            _model_folder(settings),
+            dim=settings.embedding_dim,
+            batch_size=settings.embed_batch_size,
+            threads=settings.torch_threads,
+        )
+    else:
+        raise ValueError(f"unknown embedder {settings.embedder!r}")
+    return CachedEmbedder(inner, EmbeddingCache(settings.embedding_cache_path), batch_size=settings.embed_batch_size)

@@ -1,0 +1,214 @@
+"""Embedding caches: passage vectors on disk (SQLite), question vectors in memory (LRU)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .base import Embedder
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vectors (
+    model_id TEXT NOT NULL,
+    text_sha256 BLOB NOT NULL,
+    dim INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (model_id, text_sha256)
+) WITHOUT ROWID
+"""
+_MAX_PARAMS = 500  # keys per SELECT, well under SQLite's parameter limit
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+class EmbeddingCache:
+    """Passage vectors keyed by ``(model_id, sha256(text))`` in a SQLite file.
+
+    WAL mode and a 60 s busy timeout make it safe to share between threads and processes (one
+    connection per process, guarded by a lock; a forked child opens its own).
+    """
+
+    def __init__(self, path: Path, timeout_s: float = 60.0):
+        self.path = Path(path).expanduser()
+        self._timeout = timeout_s
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        with self._lock:
+            self._connection()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self._timeout, check_same_thread=False, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(_SCHEMA)
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def get_many(self, model_id: str, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """The cached vector of each text, or ``None`` where there is none."""
+        keys = [_text_key(t) for t in texts]
+        found: dict[bytes, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._lock:
+            conn = self._connection()
+            for start in range(0, len(unique), _MAX_PARAMS):
+                part = unique[start : start + _MAX_PARAMS]
+                rows = conn.execute(
+                    "SELECT text_sha256, dim, vector FROM vectors WHERE model_id = ? AND text_sha256 IN "
+                    f"({','.join('?' * len(part))})",
+                    [model_id, *part],
+                ).fetchall()
+                for key, dim, blob in rows:
+                    vector = np.frombuffer(blob, dtype=np.float32)
+                    if vector.shape == (dim,):
+                        found[bytes(key)] = vector.copy()
+        return [found.get(k) for k in keys]
+
+    def put_many(self, model_id: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Store one vector per text (replacing any stored before), in one transaction."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(texts) != len(vectors):
+            raise ValueError(f"{len(texts)} texts but {len(vectors)} vectors")
+        rows = [
+            (model_id, _text_key(t), int(v.shape[0]), np.ascontiguousarray(v).tobytes())
+            for t, v in zip(texts, vectors)
+        ]
+        if not rows:
+            return
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO vectors (model_id, text_sha256, dim, vector) VALUES (?, ?, ?, ?)", rows
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def count(self, model_id: str | None = None) -> int:
+        """Vectors stored (for one model, or for all)."""
+        with self._lock:
+            conn = self._connection()
+            if model_id is None:
+                return conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+            return conn.execute("SELECT COUNT(*) FROM vectors WHERE model_id = ?", (model_id,)).fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+
+def normalise_query(text: str) -> str:
+    """The form a question is encoded (and cached) in: NFC, whitespace collapsed, trimmed."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+class CachedEmbedder(Embedder):
+    """Wraps an embedder so passages already embedded (by any process) are never encoded again.
+
+    Passages: looked up in the :class:`EmbeddingCache`; the missing ones are encoded in batches of
+    ``batch_size`` (longest first, so each batch pads little), and each batch is stored as soon as
+    it is done, so an interrupted run keeps its work. Questions: a thread-safe in-memory LRU of
+    ``query_cache_size`` entries keyed by the normalised question (see :func:`normalise_query`).
+
+    Progress: set the attribute ``on_progress`` to a callable ``(done, total)``; during
+    ``encode_passages`` it is called once with the cache hits and then after every batch, where
+    ``total`` is the number of texts passed and ``done`` counts those that have a vector.
+    """
+
+    def __init__(self, inner: Embedder, cache: EmbeddingCache, batch_size: int = 8, query_cache_size: int = 4096):
+        self.inner = inner
+        self.cache = cache
+        self.batch_size = max(1, batch_size)
+        self.on_progress: Callable[[int, int], None] | None = None
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_cache_size = query_cache_size
+        self._query_lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def _checked(self, vectors: np.ndarray, n: int) -> np.ndarray:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (n, self.dimension):
+            raise ValueError(f"{self.model_id} returned shape {vectors.shape}, expected {(n, self.dimension)}")
+        return vectors
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        model_id = self.model_id
+        missing: dict[str, list[int]] = {}
+        for i, (text, vector) in enumerate(zip(texts, self.cache.get_many(model_id, texts))):
+            if vector is not None and vector.shape == (self.dimension,):
+                out[i] = vector
+            else:
+                missing.setdefault(text, []).append(i)
+        done = len(texts) - sum(len(rows) for rows in missing.values())
+        self._report(done, len(texts))
+        todo = sorted(missing, key=len, reverse=True)
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start : start + self.batch_size]
+            vectors = self._checked(self.inner.encode_passages(batch), len(batch))
+            self.cache.put_many(model_id, batch, vectors)
+            for text, vector in zip(batch, vectors):
+                out[missing[text]] = vector
+                done += len(missing[text])
+            self._report(done, len(texts))
+        return out
+
+    def _report(self, done: int, total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(done, total)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [normalise_query(t) for t in texts]
+        out = np.zeros((len(keys), self.dimension), dtype=np.float32)
+        missing: dict[str, list[int]] = {}
+        with self._query_lock:
+            for i, key in enumerate(keys):
+                vector = self._queries.get(key)
+                if vector is not None:
+                    self._queries.move_to_end(key)
+                    out[i] = vector
+                else:
+                    missing.setdefault(key, []).append(i)
+        if missing:
+            todo = list(missing)
+            vectors = self._checked(self.inner.encode_queries(todo), len(todo))
+            with self._query_lock:
+                for key, vector in zip(todo, vectors):
+                    out[missing[key]] = vector
+                    self._queries[key] = vector.copy()
+                    self._queries.move_to_end(key)
+                while len(self._queries) > self._query_cache_size:
+                    self._queries.popitem(last=False)
+        return out

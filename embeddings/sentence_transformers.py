@@ -1,0 +1,101 @@
+"""Embedding backend for a local sentence-transformers folder (EmbeddingGemma-300m by default)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .base import Embedder
+from .fetch import folder_digests
+
+
+def _weights_file(folder: Path) -> str:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return name
+    raise FileNotFoundError(f"{folder} holds no model.safetensors (is it a sentence-transformers folder?)")
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """A sentence-transformers model on the CPU, loaded once, never touching the network.
+
+    Questions and passages use the model's ``query`` and ``document`` prompts when it defines them
+    (EmbeddingGemma does). ``dim`` truncates Matryoshka embeddings (then re-normalises).
+    ``model_id`` is ``<folder name>@<first 8 hex of sha256(model.safetensors)>[/d<dim>]``; the sum
+    comes from the folder's ``.verified`` marker (hashed once if the folder has none).
+    """
+
+    def __init__(self, folder: Path, *, dim: int | None = None, batch_size: int = 8, threads: int = 2):
+        folder = Path(folder).expanduser()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr at every start-up
+        torch.set_num_threads(max(1, threads))
+        self._model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        self._model.eval()
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        full = get_dim() or int(self._model.encode(["dimension probe"]).shape[1])
+        if dim is not None and not 0 < dim <= full:
+            raise ValueError(f"embedding_dim must be between 1 and {full}, got {dim}")
+        self._dim = dim if dim is not None and dim < full else None
+        self._full = full
+        self._batch_size = max(1, batch_size)
+        prompts = getattr(self._model, "prompts", None) or {}
+        self._query_prompt = "query" if "query" in prompts else None
+        self._passage_prompt = "document" if "document" in prompts else None
+        weights = _weights_file(folder)
+        digest = folder_digests(folder, [weights])[weights]
+        self._model_id = f"{folder.name}@{digest[:8]}" + (f"/d{self._dim}" if self._dim else "")
+        self._lock = threading.Lock()  # one forward pass at a time; torch already uses every thread
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dimension(self) -> int:
+        return self._dim or self._full
+
+    @property
+    def prompts(self) -> dict[str, str | None]:
+        """The prompt names used for questions and passages (``None``: no prompt)."""
+        return {"query": self._query_prompt, "passage": self._passage_prompt}
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self._query_prompt)
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self._passage_prompt)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` alone (no prompt, no special tokens)."""
+        return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _encode(self, texts: Sequence[str], prompt_name: str | None) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # sentence-transformers sorts the texts by length before batching and restores the order.
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                prompt_name=prompt_name,
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self._dim:
+            vectors = vectors[:, : self._dim]
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors)
