@@ -1,0 +1,1 @@
+"""Ingestion: parse files into documents, split them into passages, store and index them."""
