@@ -37,11 +37,11 @@ class SearchService:
         if allowed is not None and not allowed:
             return SearchResult(query, query_lang, False, 0.0, [])
         qvec = self.embedder.encode_queries([query])[0]
-        scored = self._fuse(qvec, query, query_lang, allowed)
+        scored = self.score_candidates(qvec, query, query_lang, allowed)
         if not scored:
             return SearchResult(query, query_lang, False, 0.0, [])
         ranked = sorted(scored.items(), key=lambda kv: -kv[1]["score"])
-        top_features = self._features(ranked)
+        top_features = self.features(ranked)
         confidence = self.calibration.confidence(top_features)
         top = ranked[: request.top_k]
         passages = self.corpus.passages([rowid for rowid, _ in top])
@@ -54,7 +54,7 @@ class SearchService:
         ]
         return SearchResult(query, query_lang, confidence >= self.threshold, round(confidence, 4), hits)
 
-    def _fuse(self, qvec: np.ndarray, query: str, query_lang: str, allowed: set[int] | None
+    def score_candidates(self, qvec: np.ndarray, query: str, query_lang: str, allowed: set[int] | None
               ) -> dict[int, dict[str, float]]:
         scores, ids = self.corpus.vectors.search(qvec[None, :], self.candidates, allowed)
         fused: dict[int, dict[str, float]] = {
@@ -76,7 +76,7 @@ class SearchService:
         return fused
 
     @staticmethod
-    def _features(ranked: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+    def features(ranked: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
         first = ranked[0][1]
         second = ranked[1][1] if len(ranked) > 1 else {"dense": 0.0, "score": 0.0}
         return {

@@ -1,0 +1,284 @@
+"""``qa eval``: retrieval quality on public benchmarks, through the same pipeline the API uses.
+
+Benchmarks (../shared/eval): XQuAD zh/en (four directions: zh→zh, en→en, en→zh, zh→en), CMRC 2018
+dev (zh→zh), and a mixed pool (all XQuAD passages plus the CMRC passages as one corpus). For each
+run: R@1, R@5 and MRR@10 for the final pipeline and for each leg alone, the share of questions
+whose gold answer lies inside the first result's evidence, and no-answer precision/recall (questions
+of one benchmark asked against the other's corpus are out-of-corpus).
+
+Each corpus is built once per model in ``<cache_dir>/eval/<model>/<pool>``; passage embeddings come
+from the embedding cache, so reruns cost only the questions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from qa.models import Block, ParsedDocument
+from qa.retrieval.types import SearchRequest
+from qa.settings import Settings
+from qa.wiring import Services, build_services
+
+LEGS = ("final", "dense", "lexical")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+@dataclass
+class Question:
+    id: str
+    text: str
+    lang: str
+    gold: set[str]
+    answers: list[str]
+
+
+@dataclass
+class Run:
+    name: str
+    pool: str
+    target_lang: str | None
+    questions: list[Question]
+    answerable: bool = True
+
+
+@dataclass
+class RunFigures:
+    name: str
+    n: int
+    legs: dict[str, dict[str, float]] = field(default_factory=dict)
+    answer_in_evidence: float | None = None
+    said_unanswerable: float = 0.0
+    seconds: float = 0.0
+
+
+def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], list[Run]]:
+    """The passage pools and the runs (question sets with gold) a benchmark name stands for."""
+    xq_dir, cm_dir = eval_dir / "xquad", eval_dir / "cmrc2018"
+    pools: dict[str, list[dict]] = {}
+    runs: list[Run] = []
+    want_xq = benchmark in ("xquad", "mixed", "all", "noanswer")
+    want_cm = benchmark in ("cmrc2018", "mixed", "all", "noanswer")
+    xq_p = _read_jsonl(xq_dir / "passages.jsonl") if want_xq else []
+    xq_q = _read_jsonl(xq_dir / "questions.jsonl") if want_xq else []
+    cm_p = _read_jsonl(cm_dir / "passages.jsonl") if want_cm else []
+    cm_q = _read_jsonl(cm_dir / "questions.jsonl") if want_cm else []
+
+    def xq(src: str, dst: str) -> Run:
+        qs = [Question(q["id"], q["question"], q["lang"], set(q["gold_by_lang"][dst]), q["answers_by_lang"][dst])
+              for q in xq_q if q["lang"] == src]
+        return Run(f"xquad {src}→{dst}", "xquad", dst, qs)
+
+    cm_questions = [Question(q["id"], q["question"], "zh", set(q["gold_passage_ids"]), q["answers"]) for q in cm_q]
+    if benchmark in ("xquad", "all"):
+        pools["xquad"] = xq_p
+        runs += [xq("zh", "zh"), xq("en", "en"), xq("en", "zh"), xq("zh", "en")]
+    if benchmark in ("cmrc2018", "all"):
+        pools["cmrc2018"] = cm_p
+        runs.append(Run("cmrc2018 zh→zh", "cmrc2018", None, cm_questions))
+    if benchmark in ("mixed", "all"):
+        pools["mixed"] = xq_p + cm_p
+        for src in ("zh", "en"):
+            qs = [Question(q["id"], q["question"], src, set(q["gold_passage_ids"]), q["answers"])
+                  for q in xq_q if q["lang"] == src]
+            runs.append(Run(f"mixed xquad-{src}", "mixed", None, qs))
+        runs.append(Run("mixed cmrc2018", "mixed", None, cm_questions))
+    if benchmark in ("noanswer", "all"):
+        pools.setdefault("xquad", xq_p)
+        pools.setdefault("cmrc2018", cm_p)
+        if benchmark == "noanswer":
+            runs += [xq("zh", "zh"), xq("en", "en"), Run("cmrc2018 zh→zh", "cmrc2018", None, cm_questions)]
+        for src in ("zh", "en"):
+            qs = [Question(q["id"], q["question"], src, set(), []) for q in xq_q if q["lang"] == src]
+            runs.append(Run(f"out-of-corpus xquad-{src} → cmrc", "cmrc2018", None, qs, answerable=False))
+        runs.append(Run("out-of-corpus cmrc → xquad", "xquad", None, cm_questions, answerable=False))
+    if not runs:
+        raise ValueError(f"unknown benchmark {benchmark!r}: use xquad, cmrc2018, mixed, noanswer or all")
+    return pools, runs
+
+
+def build_pool(name: str, passages: list[dict], settings: Settings, console: Console) -> Services:
+    """A corpus holding one document per benchmark paragraph (cached per model and pool)."""
+    from embeddings import create_embedder
+
+    embedder = create_embedder(settings)
+    safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", embedder.model_id)
+    data_dir = settings.cache_dir / "eval" / safe_model / name
+    services = build_services(settings.model_copy(update={"data_dir": data_dir, "seeds_dir": None}), embedder)
+    have = services.corpus.store.count_documents()
+    if have >= len(passages):
+        return services
+    with _progress(console) as progress, services.corpus.batch():
+        task = progress.add_task(f"indexing {name} pool", total=len(passages), completed=have)
+        for p in passages:
+            text = p["text"].strip()
+            if services.corpus.store.document_hash(p["id"]) is None:
+                doc = ParsedDocument(title=p.get("title") or p["id"], text=text,
+                                     blocks=[Block("paragraph", 0, len(text), text)])
+                services.ingest.ingest(doc, p["id"])
+            progress.advance(task)
+    return services
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)
+
+
+def _rank_docs(ranked_rowids: Iterable[int], rowid_doc: dict[int, str], k: int = 10) -> list[str]:
+    docs: list[str] = []
+    for rowid in ranked_rowids:
+        d = rowid_doc.get(rowid)
+        if d is not None and d not in docs:
+            docs.append(d)
+            if len(docs) == k:
+                break
+    return docs
+
+
+def _metrics(ranks: list[int | None]) -> dict[str, float]:
+    n = len(ranks) or 1
+    return {
+        "R@1": sum(1 for r in ranks if r is not None and r < 1) / n,
+        "R@5": sum(1 for r in ranks if r is not None and r < 5) / n,
+        "MRR@10": sum(1.0 / (r + 1) for r in ranks if r is not None and r < 10) / n,
+    }
+
+
+def _doc_of_rowids(services: Services) -> dict[int, str]:
+    conn = services.corpus.store._conn()
+    return dict(conn.execute("SELECT rowid, document_id FROM passages"))
+
+
+def evaluate_run(run: Run, services: Services, console: Console, collect: list | None = None) -> RunFigures:
+    """Rank every question of ``run``; ``collect`` receives (features, answerable) for calibration."""
+    search = services.search
+    rowid_doc = _doc_of_rowids(services)
+    allowed = services.corpus.allowed_rowids(run.target_lang, None)
+    ranks: dict[str, list[int | None]] = {leg: [] for leg in LEGS}
+    in_evidence = 0
+    unanswerable = 0
+    started = time.perf_counter()
+    texts = [q.text for q in run.questions]
+    with _progress(console) as progress:
+        task = progress.add_task(run.name, total=len(texts))
+        for i in range(0, len(texts), 64):  # batch-encode: fills the query cache the pipeline reads
+            services.embedder.encode_queries(texts[i:i + 64])
+        for q in run.questions:
+            query = q.text.strip()
+            from qa.text.lang import detect_lang
+
+            query_lang = detect_lang(query)
+            qvec = services.embedder.encode_queries([query])[0]
+            scored = search.score_candidates(qvec, query, query_lang, allowed)
+            for leg in LEGS:
+                key = {"final": "score", "dense": "dense", "lexical": "lexical"}[leg]
+                order = sorted(scored, key=lambda r: -scored[r].get(key, 0.0))
+                if leg == "lexical":
+                    order = [r for r in order if scored[r].get("lexical", 0.0) > 0]
+                docs = _rank_docs(order, rowid_doc)
+                hit = next((j for j, d in enumerate(docs) if d in q.gold), None)
+                ranks[leg].append(hit)
+            ranked = sorted(scored.items(), key=lambda kv: -kv[1]["score"])
+            features = search.features(ranked) if ranked else {}
+            confident = bool(ranked) and search.calibration.confidence(features) >= search.threshold
+            unanswerable += not confident
+            if collect is not None and ranked:
+                collect.append((features, run.answerable))
+            if run.answerable and q.answers:
+                result = search.search(SearchRequest(query=query, top_k=1, lang=run.target_lang))
+                ev = result.hits[0].evidence.text if result.hits else ""
+                in_evidence += any(_norm(a) in _norm(ev) for a in q.answers)
+            progress.advance(task)
+    n = len(run.questions)
+    fig = RunFigures(run.name, n, seconds=time.perf_counter() - started, said_unanswerable=unanswerable / max(n, 1))
+    if run.answerable:
+        fig.legs = {leg: _metrics(r) for leg, r in ranks.items()}
+        fig.answer_in_evidence = in_evidence / max(n, 1)
+    return fig
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", "", text).lower()
+
+
+def fit_calibration(samples: list[tuple[dict[str, float], bool]], names: list[str], steps: int = 4000
+                    ) -> tuple[dict[str, float], float]:
+    """Logistic regression (plain gradient descent on standardised features) → raw weights and bias."""
+    x = np.array([[f.get(n, 0.0) for n in names] for f, _ in samples], dtype=np.float64)
+    y = np.array([1.0 if a else 0.0 for _, a in samples])
+    mu, sd = x.mean(0), x.std(0) + 1e-9
+    z = (x - mu) / sd
+    w, b = np.zeros(len(names)), 0.0
+    pos = y.mean()
+    sample_w = np.where(y == 1, 0.5 / pos, 0.5 / (1 - pos))  # balance the two classes
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(z @ w + b)))
+        g = (p - y) * sample_w
+        w -= 0.5 * (z.T @ g) / len(y)
+        b -= 0.5 * g.mean()
+    raw_w = w / sd
+    return {n: float(v) for n, v in zip(names, raw_w)}, float(b - (raw_w * mu).sum())
+
+
+def print_figures(figures: list[RunFigures], console: Console) -> None:
+    table = Table(title="retrieval quality (R@1 / R@5 / MRR@10)")
+    for col in ("run", "n", "final", "dense only", "lexical only", "answer in evidence", "said unanswerable"):
+        table.add_column(col)
+    for f in figures:
+        cells = [" / ".join(f"{f.legs[leg][m]:.3f}" for m in ("R@1", "R@5", "MRR@10")) if f.legs else "—"
+                 for leg in LEGS]
+        table.add_row(f.name, str(f.n), *cells,
+                      f"{f.answer_in_evidence:.3f}" if f.answer_in_evidence is not None else "—",
+                      f"{f.said_unanswerable:.3f}")
+    console.print(table)
+
+
+def run_eval(benchmark: str, eval_dir: Path, settings: Settings, *, limit: int | None = None,
+             output: Path | None = None, console: Console | None = None, calibrate: bool = False) -> list[RunFigures]:
+    console = console or Console()
+    eval_dir = Path(eval_dir)
+    if not (eval_dir / "xquad").is_dir():
+        raise FileNotFoundError(f"{eval_dir} has no xquad/ folder: pass --eval-dir pointing at shared/eval")
+    pools, runs = load_runs(benchmark, eval_dir)
+    services = {name: build_pool(name, passages, settings, console) for name, passages in pools.items()}
+    figures = []
+    samples: list = []
+    for run in runs:
+        if limit:
+            run.questions = run.questions[:limit]
+        figures.append(evaluate_run(run, services[run.pool], console, samples if calibrate else None))
+    print_figures(figures, console)
+    if output:
+        output.write_text(json.dumps([f.__dict__ for f in figures], indent=1, ensure_ascii=False), encoding="utf-8")
+    if calibrate:
+        return figures, samples  # type: ignore[return-value]
+    return figures
+
+
+def no_answer_report(figures: list[RunFigures]) -> dict[str, float]:
+    """Share of out-of-corpus questions flagged unanswerable, and of answerable ones wrongly flagged."""
+    ooc = [f for f in figures if not f.legs]
+    inc = [f for f in figures if f.legs]
+    total = lambda fs: sum(f.n for f in fs) or 1  # noqa: E731
+    return {
+        "out_of_corpus_flagged": sum(f.said_unanswerable * f.n for f in ooc) / total(ooc),
+        "answerable_flagged": sum(f.said_unanswerable * f.n for f in inc) / total(inc),
+    }
+
+
+__all__ = ["run_eval", "fit_calibration", "no_answer_report", "load_runs", "math"]
