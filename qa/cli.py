@@ -1,4 +1,4 @@
-"""The ``qa`` command line: serve, ingest, ask, reindex, eval, bench, models fetch."""
+"""The ``qa`` command line: serve, mcp, ingest, ask, reindex, eval, bench, models fetch."""
 
 from __future__ import annotations
 
@@ -32,10 +32,17 @@ def _progress() -> Progress:
 
 
 def _services(settings: Settings):
+    from embeddings import ModelNotInstalledError, ModelVerificationError
+    from qa.index.vectors import IndexCorruptError, IndexMismatchError
+    from qa.store.sqlite import StoreError
     from qa.wiring import build_services
 
     with console.status("loading the embedding model…"):
-        return build_services(settings)
+        try:
+            return build_services(settings)
+        except (IndexCorruptError, IndexMismatchError, StoreError, ModelNotInstalledError,
+                ModelVerificationError) as exc:
+            _fail(str(exc))
 
 
 def _fail(message: str) -> None:
@@ -61,6 +68,15 @@ def serve(host: Optional[str] = typer.Option(None, help="Interface to bind (defa
     console.print(f"qa serving on http://{settings.host}:{settings.port} (data: {settings.data_dir}); "
                   f"docs at /docs, health at /healthz")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+
+
+@app.command()
+def mcp(data_dir: Optional[Path] = DataDir) -> None:
+    """Serve the MCP tools (search, get_passage, ask) over stdio, for desktop MCP clients."""
+    from qa.mcp_server import run_stdio
+
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")  # stderr: stdout is the wire
+    run_stdio(_settings(data_dir))
 
 
 @app.command()
@@ -127,7 +143,8 @@ def ask(question: str = typer.Argument(..., help="A question in Chinese or Engli
         p = hit.passage
         text = Text(p.text)
         text.stylize("bold yellow", hit.evidence.start - p.start, hit.evidence.end - p.start)
-        where = f"{p.title} › {p.section or '—'} › ¶{p.paragraph}  [{p.start}:{p.end}]"
+        # The citation first: a long title is what gets cut when the panel is narrower than the line.
+        where = Text(f"{p.id} [{p.start}:{p.end}] › {p.section or '—'} › {p.title}")
         extra = "  " + " ".join(f"{k}={v:.3f}" for k, v in hit.components.items()) if hit.components else ""
         out.print(Panel(text, title=f"[{hit.rank}] score {hit.score:.3f}{extra}", subtitle=where, subtitle_align="left"))
 
@@ -140,6 +157,10 @@ def reindex(data_dir: Optional[Path] = DataDir,
     if reembed or _model_changed(settings):
         _reembed(settings)
         return
+    # The index files are derived from the store and rebuilt below: drop them first, so that a corrupt
+    # or foreign index (which opening the data folder refuses) does not block the command that repairs it.
+    for name in ("vectors.faiss", "vectors.json"):
+        (settings.data_dir / name).unlink(missing_ok=True)
     services = _services(settings)
     with console.status("rebuilding indexes…"):
         services.corpus.reindex()
@@ -198,14 +219,22 @@ def models_fetch() -> None:
 
 
 @app.command("eval")
-def eval_cmd(benchmark: str = typer.Argument(..., help="xquad | cmrc2018 | mixed | all"),
+def eval_cmd(benchmark: str = typer.Argument(..., help="xquad | cmrc2018 | mixed | noanswer | all | calibrate"),
              eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/ and cmrc2018/."),
              limit: Optional[int] = typer.Option(None, help="Only the first N questions per direction."),
              output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here.")) -> None:
-    """Retrieval quality (R@1, R@5, MRR@10 per direction) through the same code the API uses."""
-    from qa.evaluation import run_eval
+    """Retrieval quality (R@1, R@5, MRR@10 per direction) through the same code the API uses.
 
-    run_eval(benchmark, eval_dir, _settings(None), limit=limit, output=output, console=Console())
+    `qa eval calibrate` fits the answerable confidence on in- vs out-of-corpus questions and stores it.
+    """
+    from qa.evaluation import calibrate, run_eval
+
+    if not (eval_dir / "xquad").is_dir():
+        _fail(f"{eval_dir} holds no xquad/ folder: pass --eval-dir pointing at the shared eval data")
+    if benchmark == "calibrate":
+        calibrate(eval_dir, _settings(None), limit=limit, console=Console(width=160))
+        return
+    run_eval(benchmark, eval_dir, _settings(None), limit=limit, output=output, console=Console(width=160))
 
 
 @app.command()

@@ -26,11 +26,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qa.models import Block, ParsedDocument
-from qa.retrieval.types import SearchRequest
+from qa.text.lang import detect_lang
 from qa.settings import Settings
 from qa.wiring import Services, build_services
 
 LEGS = ("final", "dense", "lexical")
+POOL_FORMAT = "v2"  # bump when what ingestion stores changes, so cached eval pools are rebuilt
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -101,7 +102,8 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
         pools.setdefault("xquad", xq_p)
         pools.setdefault("cmrc2018", cm_p)
         if benchmark == "noanswer":
-            runs += [xq("zh", "zh"), xq("en", "en"), Run("cmrc2018 zh→zh", "cmrc2018", None, cm_questions)]
+            runs += [xq("zh", "zh"), xq("en", "en"), xq("en", "zh"), xq("zh", "en"),
+                     Run("cmrc2018 zh→zh", "cmrc2018", None, cm_questions)]
         for src in ("zh", "en"):
             qs = [Question(q["id"], q["question"], src, set(), []) for q in xq_q if q["lang"] == src]
             runs.append(Run(f"out-of-corpus xquad-{src} → cmrc", "cmrc2018", None, qs, answerable=False))
@@ -117,7 +119,7 @@ def build_pool(name: str, passages: list[dict], settings: Settings, console: Con
 
     embedder = create_embedder(settings)
     safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", embedder.model_id)
-    data_dir = settings.cache_dir / "eval" / safe_model / name
+    data_dir = settings.cache_dir / "eval" / POOL_FORMAT / safe_model / name
     services = build_services(settings.model_copy(update={"data_dir": data_dir, "seeds_dir": None}), embedder)
     have = services.corpus.store.count_documents()
     if have >= len(passages):
@@ -180,28 +182,25 @@ def evaluate_run(run: Run, services: Services, console: Console, collect: list |
             services.embedder.encode_queries(texts[i:i + 64])
         for q in run.questions:
             query = q.text.strip()
-            from qa.text.lang import detect_lang
-
-            query_lang = detect_lang(query)
             qvec = services.embedder.encode_queries([query])[0]
-            scored = search.score_candidates(qvec, query, query_lang, allowed)
-            for leg in LEGS:
-                key = {"final": "score", "dense": "dense", "lexical": "lexical"}[leg]
-                order = sorted(scored, key=lambda r: -scored[r].get(key, 0.0))
-                if leg == "lexical":
-                    order = [r for r in order if scored[r].get("lexical", 0.0) > 0]
+            ranking = search.rank(qvec, query, detect_lang(query), allowed)
+            scored, ranked = ranking.scored, ranking.ordered
+            orders = {
+                "final": [r for r, _ in ranked],
+                "dense": sorted(scored, key=lambda r: -scored[r]["dense"]),
+                "lexical": [r for r in sorted(scored, key=lambda r: -scored[r]["lexical"]) if scored[r]["lexical"] > 0],
+            }
+            for leg, order in orders.items():
                 docs = _rank_docs(order, rowid_doc)
-                hit = next((j for j, d in enumerate(docs) if d in q.gold), None)
-                ranks[leg].append(hit)
-            ranked = sorted(scored.items(), key=lambda kv: -kv[1]["score"])
-            features = search.features(ranked) if ranked else {}
-            confident = bool(ranked) and search.calibration.confidence(features) >= search.threshold
+                ranks[leg].append(next((j for j, d in enumerate(docs) if d in q.gold), None))
+            confident = bool(ranked) and search.calibration.confidence(ranking.features) >= search.threshold
             unanswerable += not confident
             if collect is not None and ranked:
-                collect.append((features, run.answerable))
-            if run.answerable and q.answers:
-                result = search.search(SearchRequest(query=query, top_k=1, lang=run.target_lang))
-                ev = result.hits[0].evidence.text if result.hits else ""
+                collect.append((ranking.features, run.answerable))
+            if run.answerable and q.answers and ranked:
+                top = ranked[0][0]
+                spans, sent_scores = ranking.sentences.get(top, (None, None))
+                ev = search.evidence.select(ranking.passages[top], spans, sent_scores).text
                 in_evidence += any(_norm(a) in _norm(ev) for a in q.answers)
             progress.advance(task)
     n = len(run.questions)
@@ -281,4 +280,43 @@ def no_answer_report(figures: list[RunFigures]) -> dict[str, float]:
     }
 
 
-__all__ = ["run_eval", "fit_calibration", "no_answer_report", "load_runs", "math"]
+def calibrate(eval_dir: Path, settings: Settings, *, limit: int | None = None, console: Console | None = None,
+              max_answerable_flagged: float = 0.02, path: Path | None = None) -> dict:
+    """Fit the confidence model on in-corpus vs out-of-corpus questions and store it for this model.
+
+    The threshold is the highest one that flags at most ``max_answerable_flagged`` of the answerable
+    questions; the report gives the share of out-of-corpus questions it flags at that threshold.
+    """
+    from embeddings import create_embedder
+    from qa.retrieval.confidence import CALIBRATION_FILE, FEATURES, model_key
+
+    console = console or Console()
+    figures, samples = run_eval("noanswer", eval_dir, settings, limit=limit, console=console, calibrate=True)
+    weights, bias = fit_calibration(samples, list(FEATURES))
+    from qa.retrieval.confidence import Calibration
+
+    cal = Calibration(weights=weights, bias=bias)
+    conf_pos = np.array([cal.confidence(f) for f, a in samples if a])
+    conf_neg = np.array([cal.confidence(f) for f, a in samples if not a])
+    threshold = float(np.quantile(conf_pos, max_answerable_flagged))
+    report = {
+        "threshold": threshold,
+        "answerable_questions": int(len(conf_pos)),
+        "out_of_corpus_questions": int(len(conf_neg)),
+        "answerable_flagged": float((conf_pos < threshold).mean()),
+        "out_of_corpus_flagged": float((conf_neg < threshold).mean()),
+        "unanswerable_precision": float((conf_neg < threshold).sum() / max(1, (conf_neg < threshold).sum()
+                                                                          + (conf_pos < threshold).sum())),
+        "unanswerable_recall": float((conf_neg < threshold).mean()),
+        "data": "XQuAD zh/en (4 directions) + CMRC 2018 dev in-corpus; XQuAD→CMRC and CMRC→XQuAD out-of-corpus",
+    }
+    path = path or CALIBRATION_FILE
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    model_id = create_embedder(settings).model_id
+    data[model_key(model_id)] = {"weights": weights, "bias": bias, "threshold": threshold, "report": report}
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    console.print(json.dumps(report, indent=1, ensure_ascii=False))
+    return report
+
+
+__all__ = ["run_eval", "fit_calibration", "no_answer_report", "load_runs", "calibrate"]

@@ -44,7 +44,11 @@ class Settings(BaseSettings):
 
     # Retrieval
     candidates: int = Field(50, description="Candidates each retrieval leg contributes before fusion.")
-    answerable_threshold: float = Field(0.5, description="Confidence at or above which a question counts as answerable.")
+    lexical_weight: float = Field(0.15, description="Weight of the BM25 leg (same-language passages only).")
+    sentence_weight: float = Field(0.5, description="Share of the best-sentence similarity in the semantic score.")
+    rerank_depth: int = Field(20, description="Fused candidates re-scored by the sentence-level second stage.")
+    answerable_threshold: float | None = Field(
+        None, description="Confidence at or above which a question counts as answerable (default: the calibrated one).")
 
     # HTTP
     host: str = "127.0.0.1"

@@ -24,6 +24,7 @@ from qa.models import ParsedDocument, Passage, passage_id
 from qa.store import StoredPassage
 from qa.store.sqlite import new_document
 from qa.text.lang import detect_lang
+from qa.text.sentences import split_sentences
 from qa.text.tokenize import tokenize
 
 log = logging.getLogger(__name__)
@@ -73,16 +74,16 @@ class IngestService:
         """Store one parsed document (see the module docstring for the duplicate policy)."""
         digest = content_hash(doc.title, doc.text)
         document_id = document_id_for(document_id) if document_id else "doc-" + digest[:16]
-        existing = self.corpus.store.document_by_hash(digest)
-        if existing == document_id:
-            stored_doc, _ = self.corpus.store.get_document(document_id)
-            return IngestResult(document_id, "unchanged", stored_doc.passage_count)
-        if existing is not None:
-            return IngestResult(document_id, "duplicate", 0, duplicate_of=existing)
-        replaced = self.corpus.store.document_hash(document_id) is not None
+        skipped = self._already_stored(digest, document_id)
+        if skipped is not None:
+            return skipped
 
         drafts = chunk_document(doc, self.embedder.count_tokens, self.max_passage_tokens)
-        texts = [d.text for d in drafts]
+        sentences = [split_sentences(d.text, d.start) for d in drafts]
+        # Passages are embedded whole; sentences of multi-sentence passages too (second stage and evidence).
+        texts = [d.text for d in drafts] + [
+            doc.text[s:e] for spans in sentences if len(spans) > 1 for s, e in spans
+        ]
         previous = getattr(self.embedder, "on_progress", None)
         if on_progress is not None and hasattr(self.embedder, "on_progress"):
             self.embedder.on_progress = on_progress
@@ -92,6 +93,13 @@ class IngestService:
             if hasattr(self.embedder, "on_progress"):
                 self.embedder.on_progress = previous
         lang = detect_lang(doc.text)
+        sentence_vectors, cursor = [], len(drafts)
+        for i, spans in enumerate(sentences):
+            if len(spans) > 1:
+                sentence_vectors.append(vectors[cursor:cursor + len(spans)])
+                cursor += len(spans)
+            else:
+                sentence_vectors.append(vectors[i:i + 1] if spans else None)
         stored = [
             StoredPassage(
                 passage=Passage(
@@ -101,12 +109,30 @@ class IngestService:
                 ),
                 tokens=tokenize(((d.section or "") + " " + d.text) if d.section else d.text),
                 vector=vectors[i],
+                sentences=tuple(sentences[i]),
+                sentence_vectors=sentence_vectors[i],
             )
             for i, d in enumerate(drafts)
         ]
         document = new_document(document_id, doc.title, lang, doc.source, doc.published, digest, doc.metadata)
-        self.corpus.write_document(document, doc.text, stored)
+        with self.corpus.batch():  # holds the write lock: decide again, another request may have written meanwhile
+            skipped = self._already_stored(digest, document_id)
+            if skipped is not None:
+                return skipped
+            replaced = self.corpus.store.document_hash(document_id) is not None
+            self.corpus.write_document(document, doc.text, stored)
         return IngestResult(document_id, "replaced" if replaced else "added", len(stored))
+
+    def _already_stored(self, digest: str, document_id: str) -> IngestResult | None:
+        """``unchanged`` or ``duplicate`` when this content is stored already, else None."""
+        existing = self.corpus.store.document_by_hash(digest)
+        if existing == document_id:
+            found = self.corpus.store.get_document(document_id)
+            if found is not None:
+                return IngestResult(document_id, "unchanged", found[0].passage_count)
+        elif existing is not None:
+            return IngestResult(document_id, "duplicate", 0, duplicate_of=existing)
+        return None
 
     def ingest_paths(self, paths: Iterable[Path], progress: Callable[[str, int, int], None] | None = None
                      ) -> list[IngestResult]:

@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+FEATURES = ("dense_top", "sentence_top", "margin", "coverage", "same_lang")
+
+
+def model_key(model_id: str) -> str:
+    """Calibrations are per model (name and truncation), whatever the weights' hash."""
+    name, _, rest = model_id.partition("@")
+    return name + ("/" + rest.split("/", 1)[1] if "/" in rest else "")
 
 
 @dataclass
@@ -32,7 +39,7 @@ class Calibration:
         """The calibration fitted for ``model_id`` (falls back to the default when none was fitted)."""
         if path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
-            entry = data.get(model_id.split("/")[0].split("@")[0]) or data.get(model_id)
+            entry = data.get(model_key(model_id))
             if entry:
                 return cls(model_id=model_id, weights=entry["weights"], bias=entry["bias"],
                            threshold=entry.get("threshold", 0.5), report=entry.get("report", {}))

@@ -1,16 +1,23 @@
-"""The search pipeline: dense and lexical legs → language-aware fusion → confidence → evidence.
+"""The search pipeline: dense and lexical legs → language-aware fusion → sentence-level second stage
+→ confidence → evidence.
 
-Lexical evidence only counts where the question and the passage share a language (BM25 across
-languages is noise); the dense leg carries cross-lingual questions. BM25 scores are scaled by the
-best score of the same query, so fusion stays comparable whatever the corpus size or language mix.
+- Lexical evidence only counts where the question and the passage share a language (BM25 across
+  languages is noise); the dense leg carries cross-lingual questions. BM25 scores are scaled by the
+  best score of the same query, so fusion stays comparable whatever the corpus size or language mix.
+- Second stage: the best fused candidates are re-scored with their sentences' vectors (same model,
+  stored at ingest): a question usually matches one sentence of its paragraph more sharply than the
+  paragraph as a whole. The best sentence is also the evidence.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from embeddings import Embedder
 from qa.corpus import Corpus
+from qa.models import Passage
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
 from qa.retrieval.types import Hit, SearchRequest, SearchResult
@@ -18,16 +25,35 @@ from qa.text.lang import detect_lang
 from qa.text.tokenize import tokenize
 
 
+@dataclass(frozen=True)
+class FusionWeights:
+    lexical: float = 0.15  # weight of the (query-normalised) BM25 score, same-language passages only
+    sentence: float = 0.5  # share of the best-sentence similarity in the semantic score
+    rerank_depth: int = 20  # fused candidates re-scored by the second stage
+
+
+Scored = dict[int, dict[str, float]]
+
+
+@dataclass
+class Ranking:
+    scored: Scored
+    ordered: list[tuple[int, dict[str, float]]]
+    passages: dict[int, Passage]
+    sentences: dict[int, tuple[list[tuple[int, int]], np.ndarray]]
+    features: dict[str, float]
+
+
 class SearchService:
     def __init__(self, corpus: Corpus, embedder: Embedder, evidence: EvidenceSelector,
-                 calibration: Calibration, candidates: int = 50, lexical_weight: float = 0.15,
+                 calibration: Calibration, candidates: int = 50, weights: FusionWeights | None = None,
                  answerable_threshold: float | None = None):
         self.corpus = corpus
         self.embedder = embedder
         self.evidence = evidence
         self.calibration = calibration
         self.candidates = candidates
-        self.lexical_weight = lexical_weight
+        self.weights = weights or FusionWeights()
         self.threshold = calibration.threshold if answerable_threshold is None else answerable_threshold
 
     def search(self, request: SearchRequest) -> SearchResult:
@@ -37,51 +63,92 @@ class SearchService:
         if allowed is not None and not allowed:
             return SearchResult(query, query_lang, False, 0.0, [])
         qvec = self.embedder.encode_queries([query])[0]
-        scored = self.score_candidates(qvec, query, query_lang, allowed)
-        if not scored:
+        ranking = self.rank(qvec, query, query_lang, allowed)
+        if not ranking.ordered:
             return SearchResult(query, query_lang, False, 0.0, [])
-        ranked = sorted(scored.items(), key=lambda kv: -kv[1]["score"])
-        top_features = self.features(ranked)
-        confidence = self.calibration.confidence(top_features)
-        top = ranked[: request.top_k]
-        passages = self.corpus.passages([rowid for rowid, _ in top])
-        ordered = [passages[rowid] for rowid, _ in top if rowid in passages]
-        evidences = self.evidence.select(query, query_lang, ordered)
-        hits = [
-            Hit(rank=i + 1, score=round(float(comp["score"]), 6), passage=p, evidence=ev,
-                components={k: round(float(v), 6) for k, v in comp.items()} if request.explain else {})
-            for i, ((_, comp), p, ev) in enumerate(zip(top, ordered, evidences))
-        ]
+        confidence = self.calibration.confidence(ranking.features)
+        top = ranking.ordered[: request.top_k]
+        missing = [rowid for rowid, _ in top if rowid not in ranking.passages]
+        passages = {**ranking.passages, **(self.corpus.passages(missing) if missing else {})}
+        hits = []
+        for rowid, comp in top:
+            p = passages.get(rowid)
+            if p is None:
+                continue
+            spans, sent_scores = ranking.sentences.get(rowid, (None, None))
+            hits.append(Hit(
+                rank=len(hits) + 1, score=round(float(comp["score"]), 6), passage=p,
+                evidence=self.evidence.select(p, spans, sent_scores),
+                components={k: round(float(v), 6) for k, v in comp.items()} if request.explain else {},
+            ))
         return SearchResult(query, query_lang, confidence >= self.threshold, round(confidence, 4), hits)
 
-    def score_candidates(self, qvec: np.ndarray, query: str, query_lang: str, allowed: set[int] | None
-              ) -> dict[int, dict[str, float]]:
+    def rank(self, qvec: np.ndarray, query: str, query_lang: str, allowed: set[int] | None) -> Ranking:
+        """Both stages for one question: every candidate's component scores, best first, and the features."""
+        tokens = tokenize(query)
+        scored = self.score_candidates(qvec, tokens, query_lang, allowed)
+        passages, sentences = self._second_stage(qvec, set(tokens), query_lang, scored)
+        ordered = sorted(scored.items(), key=lambda kv: (-kv[1].get("stage", 1.0), -kv[1]["score"]))
+        features = self._features(ordered, set(tokens), query_lang, passages)
+        return Ranking(scored, ordered, passages, sentences, features)
+
+    def score_candidates(self, qvec: np.ndarray, tokens: list[str], query_lang: str, allowed: set[int] | None
+                         ) -> Scored:
+        """First stage: dense and lexical candidates, fused."""
         scores, ids = self.corpus.vectors.search(qvec[None, :], self.candidates, allowed)
-        fused: dict[int, dict[str, float]] = {
-            int(i): {"dense": float(s), "lexical": 0.0} for s, i in zip(scores[0], ids[0])
-        }
-        lexical = self.corpus.lexical.search(tokenize(query), query_lang, self.candidates, allowed)
+        fused: Scored = {int(i): {"dense": float(s), "lexical": 0.0} for s, i in zip(scores[0], ids[0])}
+        lexical = self.corpus.lexical.search(tokens, query_lang, self.candidates, allowed)
         if lexical:
             best = lexical[0][1]
             missing = [rowid for rowid, _ in lexical if rowid not in fused]
             if missing:
-                vecs = self.corpus.vectors.reconstruct(missing)
-                for rowid, vec in zip(missing, vecs):
+                for rowid, vec in zip(missing, self.corpus.vectors.reconstruct(missing)):
                     fused[rowid] = {"dense": float(vec @ qvec), "lexical": 0.0}
             for rowid, bm25 in lexical:
                 fused[rowid]["lexical"] = bm25 / best
                 fused[rowid]["bm25"] = bm25
         for comp in fused.values():
-            comp["score"] = comp["dense"] + self.lexical_weight * comp["lexical"]
+            comp["sentence"] = comp["dense"]
+            comp["score"] = comp["dense"] + self.weights.lexical * comp["lexical"]
         return fused
 
+    def _second_stage(self, qvec: np.ndarray, query_tokens: set[str], query_lang: str, scored: Scored
+                      ) -> tuple[dict[int, Passage], dict[int, tuple[list[tuple[int, int]], np.ndarray]]]:
+        w = self.weights
+        top = sorted(scored, key=lambda r: -scored[r]["score"])[: w.rerank_depth]
+        stored = self.corpus.store.sentences_of(top)
+        passages = self.corpus.passages(top)
+        out = {}
+        for rowid in top:
+            comp = scored[rowid]
+            comp["stage"] = 2.0
+            if rowid in stored and rowid in passages:
+                spans, vectors = stored[rowid]
+                comp["sentence"] = float((vectors @ qvec).max())
+                p = passages[rowid]
+                out[rowid] = (spans, self.evidence.sentence_scores(
+                    qvec, query_tokens, p.lang == query_lang, p, spans, vectors))
+            semantic = (1 - w.sentence) * comp["dense"] + w.sentence * comp["sentence"]
+            comp["score"] = semantic + w.lexical * comp["lexical"]
+        return passages, out
+
     @staticmethod
-    def features(ranked: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
-        first = ranked[0][1]
-        second = ranked[1][1] if len(ranked) > 1 else {"dense": 0.0, "score": 0.0}
+    def _features(ordered: list[tuple[int, dict[str, float]]], query_tokens: set[str], query_lang: str,
+                  passages: dict[int, Passage]) -> dict[str, float]:
+        """Question-level signals for the confidence model (see qa.retrieval.confidence.FEATURES)."""
+        if not ordered:
+            return {}
+        rowid, first = ordered[0]
+        second = ordered[1][1] if len(ordered) > 1 else {"score": first["score"] - 1.0}
+        top = passages.get(rowid)
+        same_lang = top is not None and top.lang == query_lang
+        coverage = 0.0
+        if same_lang and query_tokens:
+            coverage = len(query_tokens & set(tokenize(top.text))) / len(query_tokens)
         return {
-            "dense_top": max(c["dense"] for _, c in ranked),
-            "score_top": first["score"],
+            "dense_top": max(c["dense"] for _, c in ordered),
+            "sentence_top": max(c.get("sentence", c["dense"]) for _, c in ordered),
             "margin": first["score"] - second["score"],
-            "bm25_top": first.get("bm25", 0.0),
+            "coverage": coverage,
+            "same_lang": 1.0 if same_lang else 0.0,
         }

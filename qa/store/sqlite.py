@@ -48,7 +48,14 @@ CREATE TABLE IF NOT EXISTS passages (
     tokens TEXT NOT NULL,
     vector BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sentences (
+    passage_rowid INTEGER NOT NULL REFERENCES passages(rowid) ON DELETE CASCADE,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    vector BLOB NOT NULL
+);
 CREATE INDEX IF NOT EXISTS passages_document ON passages(document_id);
+CREATE INDEX IF NOT EXISTS sentences_passage ON sentences(passage_rowid);
 CREATE UNIQUE INDEX IF NOT EXISTS documents_hash ON documents(content_hash);
 """
 
@@ -65,6 +72,8 @@ class StoredPassage:
     passage: Passage
     tokens: list[str]
     vector: np.ndarray
+    sentences: tuple[tuple[int, int], ...] = ()  # (start, end) document offsets of the passage's sentences
+    sentence_vectors: np.ndarray | None = None  # one row per sentence, same model as ``vector``
 
 
 class StoreError(RuntimeError):
@@ -150,6 +159,8 @@ class PassageStore:
         """
         with self._connect() as conn:
             removed = [r[0] for r in conn.execute("SELECT rowid FROM passages WHERE document_id=?", (document.id,))]
+            conn.execute("DELETE FROM sentences WHERE passage_rowid IN (SELECT rowid FROM passages WHERE document_id=?)",
+                         (document.id,))
             conn.execute("DELETE FROM passages WHERE document_id=?", (document.id,))
             conn.execute("DELETE FROM documents WHERE id=?", (document.id,))
             conn.execute(
@@ -167,6 +178,12 @@ class PassageStore:
                      " ".join(sp.tokens), np.asarray(sp.vector, dtype=np.float32).tobytes()),
                 )
                 added.append(cur.lastrowid)
+                if sp.sentence_vectors is not None and len(sp.sentences):
+                    conn.executemany(
+                        'INSERT INTO sentences (passage_rowid, start, "end", vector) VALUES (?,?,?,?)',
+                        [(cur.lastrowid, s, e, np.asarray(v, dtype=np.float32).tobytes())
+                         for (s, e), v in zip(sp.sentences, sp.sentence_vectors)],
+                    )
             self._bump(conn)
         return removed, added
 
@@ -176,6 +193,8 @@ class PassageStore:
             if conn.execute("SELECT 1 FROM documents WHERE id=?", (document_id,)).fetchone() is None:
                 return None
             removed = [r[0] for r in conn.execute("SELECT rowid FROM passages WHERE document_id=?", (document_id,))]
+            conn.execute("DELETE FROM sentences WHERE passage_rowid IN (SELECT rowid FROM passages WHERE document_id=?)",
+                         (document_id,))
             conn.execute("DELETE FROM passages WHERE document_id=?", (document_id,))
             conn.execute("DELETE FROM documents WHERE id=?", (document_id,))
             self._bump(conn)
@@ -242,6 +261,22 @@ class PassageStore:
 
     def rowids_of_lang(self, lang: str) -> set[int]:
         return {r[0] for r in self._conn().execute("SELECT rowid FROM passages WHERE lang=?", (lang,))}
+
+    def sentences_of(self, rowids: Sequence[int]) -> dict[int, tuple[list[tuple[int, int]], np.ndarray]]:
+        """Sentence spans and vectors of the given passages (absent for passages stored without them)."""
+        if not rowids:
+            return {}
+        marks = ",".join("?" * len(rowids))
+        rows = self._conn().execute(
+            f'SELECT passage_rowid, start, "end", vector FROM sentences WHERE passage_rowid IN ({marks})'
+            ' ORDER BY passage_rowid, start', list(rowids),
+        ).fetchall()
+        grouped: dict[int, tuple[list[tuple[int, int]], list[np.ndarray]]] = {}
+        for rowid, start, end, blob in rows:
+            spans, vecs = grouped.setdefault(rowid, ([], []))
+            spans.append((start, end))
+            vecs.append(np.frombuffer(blob, dtype=np.float32))
+        return {rowid: (spans, np.stack(vecs)) for rowid, (spans, vecs) in grouped.items()}
 
     def iter_vectors(self, batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All (rowids, vectors) in batches, for rebuilding the vector index without re-embedding."""
