@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embeddings import Embedder, create_embedder
+from qa.chat.service import ChatService
+from qa.chat.upstream import UpstreamLLM
 from qa.corpus import Corpus
 from qa.ingest.service import IngestService
 from qa.retrieval.confidence import Calibration
@@ -25,6 +27,7 @@ class Services:
     corpus: Corpus
     ingest: IngestService
     search: SearchService
+    chat: ChatService | None = None  # built by build_services; None only where Services is made by hand
 
     def close(self) -> None:
         self.corpus.close()
@@ -41,6 +44,14 @@ def create_sentence_encoder(settings: Settings) -> Embedder | None:
         return None
 
 
+def create_upstream(settings: Settings) -> UpstreamLLM | None:
+    """The OpenAI-compatible language model for generated chat answers, when QA_LLM_BASE_URL is set."""
+    if not settings.llm_base_url:
+        return None
+    return UpstreamLLM(settings.llm_base_url, settings.llm_api_key, settings.llm_model or "default",
+                       settings.llm_timeout_s)
+
+
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
     embedder = embedder or create_embedder(settings)
     corpus = Corpus(settings.data_dir, embedder.model_id, embedder.dimension, settings)
@@ -50,7 +61,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
         Calibration.load(embedder.model_id), candidates=settings.candidates,
         answerable_threshold=settings.answerable_threshold,
     )
-    return Services(settings, embedder, corpus, ingest, search)
+    chat = ChatService(search, create_upstream(settings), max_query_chars=settings.max_query_chars)
+    return Services(settings, embedder, corpus, ingest, search, chat)
 
 
 def ingest_seeds_if_empty(services: Services) -> None:
