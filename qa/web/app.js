@@ -1,0 +1,218 @@
+// qa web page: ask a question, the answer streams in from /v1/chat/completions (SSE),
+// numbered citations below it; a click shows the passage with its evidence highlighted.
+// Every piece of document text is inserted with textContent / text nodes, never as HTML.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const log = $("log"), form = $("ask"), input = $("question"), send = $("send");
+  const panel = $("panel"), panelTitle = $("panel-title"), panelMeta = $("panel-meta"), panelText = $("panel-text");
+  let history = [];  // earlier turns, sent along so follow-up questions can be resolved
+  let busy = false;
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  const isZh = (text) => /[\u3400-\u9fff]/.test(text);
+
+  // ---- service status -------------------------------------------------------------------
+  async function refreshStatus() {
+    const status = $("status");
+    try {
+      const res = await fetch("/healthz");
+      const body = await res.json();
+      if (body.ready) {
+        status.textContent = `就绪 ready · ${body.documents} 篇文档 docs · ${body.passages} 段 passages`;
+        status.className = "status ok";
+        return;
+      }
+      status.textContent = body.error ? `启动失败 failed: ${body.error}` : `加载中 loading (${body.status})…`;
+      status.className = body.error ? "status bad" : "status";
+    } catch (e) {
+      status.textContent = "无法连接 offline";
+      status.className = "status bad";
+    }
+    setTimeout(refreshStatus, 2000);
+  }
+
+  // ---- one question → one turn in the log ------------------------------------------------
+  function newTurn(question) {
+    const empty = $("empty");
+    if (empty) empty.remove();
+    const turn = el("article", "turn");
+    turn.appendChild(el("div", "question", question));
+    const answer = el("div", "answer streaming");
+    const meta = el("div", "meta");
+    const sources = el("ol", "citations");
+    turn.append(answer, meta, sources);
+    log.appendChild(turn);
+    turn.scrollIntoView({ block: "end" });
+    return { turn, answer, meta, sources };
+  }
+
+  // Replace the answer's plain text by text nodes and clickable [n] markers.
+  function renderMarkers(answerNode, text, citations) {
+    const byIndex = new Map(citations.map((c) => [c.index, c]));
+    answerNode.textContent = "";
+    const re = /\[(\d+)\]/g;
+    let last = 0, m;
+    while ((m = re.exec(text)) !== null) {
+      answerNode.appendChild(document.createTextNode(text.slice(last, m.index)));
+      const c = byIndex.get(Number(m[1]));
+      if (c) {
+        const b = el("button", "marker", m[0]);
+        b.type = "button";
+        b.title = c.title || c.passage_id;
+        b.addEventListener("click", () => showPassage(c));
+        answerNode.appendChild(b);
+      } else {
+        answerNode.appendChild(document.createTextNode(m[0]));
+      }
+      last = re.lastIndex;
+    }
+    answerNode.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  function where(c, zh) {
+    const parts = [c.title, c.section, zh ? `第${c.paragraph}段` : `paragraph ${c.paragraph}`];
+    return parts.filter(Boolean).join(" · ");
+  }
+
+  function renderCitations(view, final, zh) {
+    const { answer, meta, sources } = view;
+    const pct = Math.round((final.confidence || 0) * 100);
+    meta.textContent = "";
+    const badge = el("span", final.answerable ? "badge yes" : "badge no",
+      final.answerable ? (zh ? "有答案" : "answered") : (zh ? "文档未涉及" : "not in the documents"));
+    meta.append(badge, el("span", "confidence", `${zh ? "置信度" : "confidence"} ${pct}%`));
+    sources.textContent = "";
+    for (const c of final.citations || []) {
+      const li = el("li", "citation");
+      li.dataset.passageId = c.passage_id;
+      const b = el("button", "cite");
+      b.type = "button";
+      b.append(el("span", "num", `[${c.index}]`), el("span", "where", where(c, zh)));
+      b.appendChild(el("span", "evidence", c.evidence.text));
+      b.addEventListener("click", () => showPassage(c));
+      li.appendChild(b);
+      sources.appendChild(li);
+    }
+    renderMarkers(answer, answer.textContent, final.citations || []);
+  }
+
+  // ---- the passage panel ------------------------------------------------------------------
+  async function showPassage(c) {
+    panel.hidden = false;
+    panelTitle.textContent = c.title || c.document_id;
+    panelMeta.textContent = "…";
+    panelText.textContent = "";
+    document.querySelectorAll(".citation.active").forEach((n) => n.classList.remove("active"));
+    document.querySelectorAll(`.citation`).forEach((n) => {
+      if (n.dataset.passageId === c.passage_id) n.classList.add("active");
+    });
+    let p;
+    try {
+      const res = await fetch(`/v1/passages/${encodeURIComponent(c.passage_id)}`);
+      p = await res.json();
+      if (!res.ok) throw new Error((p.error && p.error.message) || res.statusText);
+    } catch (e) {
+      panelMeta.textContent = `无法读取原文 could not load the passage: ${e.message}`;
+      return;
+    }
+    panelMeta.textContent = [p.section, `¶${p.paragraph}`, `${p.passage_id}`, `[${p.start}:${p.end}]`,
+      p.published, p.source].filter(Boolean).join(" · ");
+    // Evidence offsets are document offsets, like the passage's: make them relative to the passage.
+    const text = p.text;
+    const s = Math.max(0, Math.min(text.length, c.evidence.start - p.start));
+    const e = Math.max(s, Math.min(text.length, c.evidence.end - p.start));
+    const mark = el("mark", "evidence", text.slice(s, e));
+    panelText.append(document.createTextNode(text.slice(0, s)), mark, document.createTextNode(text.slice(e)));
+    mark.scrollIntoView({ block: "nearest" });
+  }
+
+  $("panel-close").addEventListener("click", () => { panel.hidden = true; });
+
+  // ---- streaming ------------------------------------------------------------------------------
+  async function ask(question) {
+    const zh = isZh(question);
+    const view = newTurn(question);
+    const messages = history.concat([{ role: "user", content: question }]);
+    let text = "", final = null;
+    try {
+      const res = await fetch("/v1/chat/completions", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
+        body: JSON.stringify({ model: "qa", messages, stream: true, include_sources: false }),
+      });
+      if (!res.ok || !res.body) {
+        let msg = res.statusText;
+        try { const b = await res.json(); msg = (b.error && b.error.message) || msg; } catch (e) { /* not JSON */ }
+        throw new Error(`${res.status} ${msg}`);
+      }
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder("utf-8");
+      let buffer = "", done = false;
+      while (!done) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        buffer += decoder.decode(chunk.value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const event = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const data = event.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+          if (!data) continue;
+          if (data === "[DONE]") { done = true; break; }
+          const obj = JSON.parse(data);
+          if (obj.error) throw new Error(obj.error.message);
+          const delta = obj.choices && obj.choices[0] && obj.choices[0].delta;
+          if (delta && delta.content) {
+            text += delta.content;
+            view.answer.textContent = text;
+          }
+          if (obj.citations) final = obj;
+        }
+      }
+      view.answer.classList.remove("streaming");
+      if (final) renderCitations(view, final, zh);
+      history.push({ role: "user", content: question }, { role: "assistant", content: text });
+      history = history.slice(-8);
+    } catch (e) {
+      view.answer.classList.remove("streaming");
+      view.answer.classList.add("error");
+      view.answer.textContent = `${zh ? "出错了" : "Error"}: ${e.message}`;
+    }
+    view.turn.scrollIntoView({ block: "end" });
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const question = input.value.trim();
+    if (!question || busy) return;
+    busy = true;
+    send.disabled = true;
+    input.value = "";
+    try { await ask(question); } finally { busy = false; send.disabled = false; input.focus(); }
+  });
+
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  $("reset").addEventListener("click", () => {
+    history = [];
+    log.textContent = "";
+    panel.hidden = true;
+    input.focus();
+  });
+
+  refreshStatus();
+  input.focus();
+})();
