@@ -14,7 +14,7 @@ from qa.corpus import Corpus
 from qa.ingest.service import IngestService
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
-from qa.retrieval.search import SearchService
+from qa.retrieval.search import FusionWeights, SearchService
 from qa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,17 +33,6 @@ class Services:
         self.corpus.close()
 
 
-def create_sentence_encoder(settings: Settings) -> Embedder | None:
-    """The light encoder that picks evidence sentences (USE-m; fast enough to run per request)."""
-    try:
-        from embeddings.use_m import UseMEmbedder
-
-        return UseMEmbedder()
-    except Exception as exc:  # the service still works with lexical-only evidence
-        log.warning("light sentence encoder unavailable (%s): evidence uses word overlap only", exc)
-        return None
-
-
 def create_upstream(settings: Settings) -> UpstreamLLM | None:
     """The OpenAI-compatible language model for generated chat answers, when QA_LLM_BASE_URL is set."""
     if not settings.llm_base_url:
@@ -57,8 +46,9 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     corpus = Corpus(settings.data_dir, embedder.model_id, embedder.dimension, settings)
     ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars)
     search = SearchService(
-        corpus, embedder, EvidenceSelector(create_sentence_encoder(settings)),
+        corpus, embedder, EvidenceSelector(),
         Calibration.load(embedder.model_id), candidates=settings.candidates,
+        weights=FusionWeights(settings.lexical_weight, settings.sentence_weight, settings.rerank_depth),
         answerable_threshold=settings.answerable_threshold,
     )
     chat = ChatService(search, create_upstream(settings), max_query_chars=settings.max_query_chars)
