@@ -31,7 +31,7 @@ from qa.settings import Settings
 from qa.wiring import Services, build_services
 
 LEGS = ("final", "dense", "lexical")
-POOL_FORMAT = "v2"  # bump when what ingestion stores changes, so cached eval pools are rebuilt
+POOL_FORMAT = "v3"  # bump when what ingestion stores changes, so cached eval pools are rebuilt
 
 
 def _read_jsonl(path: Path) -> list[dict]:

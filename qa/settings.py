@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     candidates: int = Field(50, description="Candidates each retrieval leg contributes before fusion.")
     lexical_weight: float = Field(0.15, description="Weight of the BM25 leg (same-language passages only).")
     sentence_weight: float = Field(0.5, description="Share of the best-sentence similarity in the semantic score.")
+    translit_weight: float = Field(0.1, description="Weight of pinyin name matches across languages.")
     rerank_depth: int = Field(20, description="Fused candidates re-scored by the sentence-level second stage.")
     answerable_threshold: float | None = Field(
         None, description="Confidence at or above which a question counts as answerable (default: the calibrated one).")

@@ -48,7 +48,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     search = SearchService(
         corpus, embedder, EvidenceSelector(),
         Calibration.load(embedder.model_id), candidates=settings.candidates,
-        weights=FusionWeights(settings.lexical_weight, settings.sentence_weight, settings.rerank_depth),
+        weights=FusionWeights(lexical=settings.lexical_weight, sentence=settings.sentence_weight,
+                              translit=settings.translit_weight, rerank_depth=settings.rerank_depth),
         answerable_threshold=settings.answerable_threshold,
     )
     chat = ChatService(search, create_upstream(settings), max_query_chars=settings.max_query_chars)

@@ -25,7 +25,7 @@ from qa.store import StoredPassage
 from qa.store.sqlite import new_document
 from qa.text.lang import detect_lang
 from qa.text.sentences import split_sentences
-from qa.text.tokenize import tokenize
+from qa.text.tokenize import pinyin_tokens, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,32 @@ class IngestResult:
     duplicate_of: str | None = None
 
 
+def passage_tokens(section: str | None, text: str, lang: str) -> list[str]:
+    """Lexical tokens of a passage: its words (with its section's), plus pinyin of Chinese words."""
+    tokens = tokenize(f"{section} {text}" if section else text)
+    return tokens + pinyin_tokens(text) if lang == "zh" else tokens
+
+
 def content_hash(title: str, text: str) -> str:
     return hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
 
 
 def document_id_for(name: str) -> str:
-    """A URL-safe document id from a file name or a given id."""
-    cleaned = _ID_UNSAFE.sub("-", name).strip("-.")[:128]
-    if not cleaned:
+    """A URL-safe document id from a file name or a given id.
+
+    A name with Chinese (or other non-ASCII) characters is spelled in pinyin and gets 8 hex digits of its
+    hash, so that "上海报告.txt" has an id and "上海2024" / "北京2024" or "报告" / "宝高" stay apart.
+    """
+    readable, suffix = name, ""
+    if not name.isascii():
+        from pypinyin import lazy_pinyin
+
+        readable = "-".join(lazy_pinyin(name))
+        suffix = "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    cleaned = _ID_UNSAFE.sub("-", readable).strip("-.")[:128 - len(suffix)].rstrip("-.")
+    if not cleaned and not suffix:
         raise InvalidDocumentIdError(f"{name!r} cannot be used as a document id: use letters, digits, '-', '_' or '.'.")
-    return cleaned
+    return (cleaned or "doc") + suffix
 
 
 class IngestService:
@@ -107,7 +123,7 @@ class IngestService:
                     paragraph=d.paragraph, part=d.part, lang=d.lang, start=d.start, end=d.end, text=d.text,
                     title=doc.title, source=doc.source, published=doc.published,
                 ),
-                tokens=tokenize(((d.section or "") + " " + d.text) if d.section else d.text),
+                tokens=passage_tokens(d.section, d.text, d.lang),
                 vector=vectors[i],
                 sentences=tuple(sentences[i]),
                 sentence_vectors=sentence_vectors[i],

@@ -22,13 +22,14 @@ from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
 from qa.retrieval.types import Hit, SearchRequest, SearchResult
 from qa.text.lang import detect_lang
-from qa.text.tokenize import tokenize
+from qa.text.tokenize import tokenize, transliteration_query
 
 
 @dataclass(frozen=True)
 class FusionWeights:
     lexical: float = 0.15  # weight of the (query-normalised) BM25 score, same-language passages only
     sentence: float = 0.5  # share of the best-sentence similarity in the semantic score
+    translit: float = 0.1  # weight of pinyin matches of names across languages
     rerank_depth: int = 20  # fused candidates re-scored by the second stage
 
 
@@ -86,31 +87,45 @@ class SearchService:
     def rank(self, qvec: np.ndarray, query: str, query_lang: str, allowed: set[int] | None) -> Ranking:
         """Both stages for one question: every candidate's component scores, best first, and the features."""
         tokens = tokenize(query)
-        scored = self.score_candidates(qvec, tokens, query_lang, allowed)
+        scored = self.score_candidates(qvec, query, tokens, query_lang, allowed)
         passages, sentences = self._second_stage(qvec, set(tokens), query_lang, scored)
         ordered = sorted(scored.items(), key=lambda kv: (-kv[1].get("stage", 1.0), -kv[1]["score"]))
         features = self._features(ordered, set(tokens), query_lang, passages)
         return Ranking(scored, ordered, passages, sentences, features)
 
-    def score_candidates(self, qvec: np.ndarray, tokens: list[str], query_lang: str, allowed: set[int] | None
-                         ) -> Scored:
-        """First stage: dense and lexical candidates, fused."""
+    def score_candidates(self, qvec: np.ndarray, query: str, tokens: list[str], query_lang: str,
+                         allowed: set[int] | None) -> Scored:
+        """First stage: dense, lexical (same language) and transliteration (across languages) legs, fused."""
         scores, ids = self.corpus.vectors.search(qvec[None, :], self.candidates, allowed)
         fused: Scored = {int(i): {"dense": float(s), "lexical": 0.0} for s, i in zip(scores[0], ids[0])}
-        lexical = self.corpus.lexical.search(tokens, query_lang, self.candidates, allowed)
-        if lexical:
-            best = lexical[0][1]
-            missing = [rowid for rowid, _ in lexical if rowid not in fused]
-            if missing:
-                for rowid, vec in zip(missing, self.corpus.vectors.reconstruct(missing)):
-                    fused[rowid] = {"dense": float(vec @ qvec), "lexical": 0.0}
-            for rowid, bm25 in lexical:
-                fused[rowid]["lexical"] = bm25 / best
-                fused[rowid]["bm25"] = bm25
+        lexical = self.corpus.lexical
+        other_lang = "en" if query_lang == "zh" else "zh"
+        self._add_sparse_leg(fused, "lexical", lexical.search(tokens, query_lang, self.candidates, allowed), qvec)
+        self._add_sparse_leg(fused, "translit", lexical.search(
+            transliteration_query(query, query_lang), other_lang, self.candidates, allowed), qvec)
         for comp in fused.values():
             comp["sentence"] = comp["dense"]
-            comp["score"] = comp["dense"] + self.weights.lexical * comp["lexical"]
+            comp["score"] = self._combine(comp)
         return fused
+
+    def _add_sparse_leg(self, fused: Scored, name: str, hits: list[tuple[int, float]], qvec: np.ndarray) -> None:
+        """Merge BM25 hits as component ``name`` (scaled by the query's best score); new candidates get
+        their dense score from the stored vectors."""
+        if not hits:
+            return
+        missing = [rowid for rowid, _ in hits if rowid not in fused]
+        if missing:
+            for rowid, vec in zip(missing, self.corpus.vectors.reconstruct(missing)):
+                fused[rowid] = {"dense": float(vec @ qvec), "lexical": 0.0}
+        best = hits[0][1]
+        for rowid, bm25 in hits:
+            fused[rowid][name] = bm25 / best
+            fused[rowid][f"{name}_bm25"] = bm25
+
+    def _combine(self, comp: dict[str, float]) -> float:
+        w = self.weights
+        semantic = (1 - w.sentence) * comp["dense"] + w.sentence * comp["sentence"]
+        return semantic + w.lexical * comp["lexical"] + w.translit * comp.get("translit", 0.0)
 
     def _second_stage(self, qvec: np.ndarray, query_tokens: set[str], query_lang: str, scored: Scored
                       ) -> tuple[dict[int, Passage], dict[int, tuple[list[tuple[int, int]], np.ndarray]]]:
@@ -128,8 +143,7 @@ class SearchService:
                 p = passages[rowid]
                 out[rowid] = (spans, self.evidence.sentence_scores(
                     qvec, query_tokens, p.lang == query_lang, p, spans, vectors))
-            semantic = (1 - w.sentence) * comp["dense"] + w.sentence * comp["sentence"]
-            comp["score"] = semantic + w.lexical * comp["lexical"]
+            comp["score"] = self._combine(comp)
         return passages, out
 
     @staticmethod

@@ -2,6 +2,11 @@
 
 Traditional Chinese is folded to Simplified first (OpenCC), so 繁體 and 简体 text share tokens.
 Codes such as "1+N+1", "G60" or "3.5" are kept whole as well as in their parts, so they still match.
+
+Transliteration tokens bridge the two languages for names: a Chinese passage also carries the pinyin of
+its multi-character words ("徐汇" → ``py:xuhui``, "曹立强" → ``py:caoliqiang`` and ``py:liqiang``), and
+an English question is looked up in them by its words and adjacent word pairs ("Cao Liqiang" →
+``py:caoliqiang``). A Chinese question is looked up in English passages by the pinyin of its words.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ from functools import lru_cache
 
 import jieba
 from opencc import OpenCC
+from pypinyin import lazy_pinyin
 
 jieba.setLogLevel(logging.WARNING)
 
 _CODE = re.compile(r"[A-Za-z0-9]+(?:[+\-_./·][A-Za-z0-9]+)+")
 _WORD = re.compile(r"[a-z0-9]+|[\u3400-\u9fff\uf900-\ufaff]+")
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_CJK_WORDS = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 
 # Function words and question words that carry no topic. Kept small on purpose: BM25's IDF handles the rest.
 STOPWORDS_ZH = frozenset(
@@ -67,3 +74,34 @@ def tokenize(text: str) -> list[str]:
         elif piece not in STOPWORDS_EN:
             tokens.append(piece)
     return tokens
+
+
+PINYIN_PREFIX = "py:"
+_MIN_PINYIN_CHARS = 4  # single syllables ("an", "he", "long") collide with English words
+
+
+@lru_cache(maxsize=65536)
+def _pinyin(word: str) -> str:
+    return "".join(lazy_pinyin(word))
+
+
+def pinyin_tokens(text: str) -> list[str]:
+    """``py:``-prefixed pinyin of the multi-character Chinese words in ``text`` (for passages)."""
+    out: list[str] = []
+    for match in _CJK_WORDS.finditer(normalize(text)):
+        for word in _segment(match.group()):
+            if len(word) < 2 or word in STOPWORDS_ZH:
+                continue
+            out.append(PINYIN_PREFIX + _pinyin(word))
+            if len(word) == 3:  # a personal name: the given name alone is how it is often written
+                out.append(PINYIN_PREFIX + _pinyin(word[1:]))
+    return [t for t in out if len(t) - len(PINYIN_PREFIX) >= _MIN_PINYIN_CHARS]
+
+
+def transliteration_query(text: str, query_lang: str) -> list[str]:
+    """Tokens that look a question up across languages (see the module docstring)."""
+    if query_lang == "zh":
+        return [t[len(PINYIN_PREFIX):] for t in pinyin_tokens(text)]
+    words = [w for w in re.findall(r"[a-z]+", normalize(text)) if w not in STOPWORDS_EN]
+    candidates = words + [a + b for a, b in zip(words, words[1:])]
+    return [PINYIN_PREFIX + w for w in candidates if len(w) >= _MIN_PINYIN_CHARS]
