@@ -46,6 +46,11 @@ class LexicalIndex:
         self._lock = threading.RLock()
         self.generation = 0
 
+    def __len__(self) -> int:
+        """Passages indexed, all languages together."""
+        with self._lock:
+            return sum(len(index.rowids) for index in self._by_lang.values())
+
     def rebuild(self, rows: Iterable[tuple[int, str, list[str]]], generation: int) -> None:
         grouped: dict[str, tuple[list[int], list[list[str]]]] = defaultdict(lambda: ([], []))
         for rowid, lang, tokens in rows:

@@ -119,9 +119,19 @@ class VectorIndex:
         return scores[:, keep], ids[:, keep]
 
     def reconstruct(self, ids: list[int]) -> np.ndarray:
-        """Stored vectors of ``ids`` (for scoring lexical-only candidates against the question)."""
+        """Stored vectors of ``ids`` (for scoring lexical-only candidates against the question).
+
+        An id no longer in the index gets a zero vector: the lexical index is rebuilt only when a write
+        batch ends, so until then it can still name passages a write has just removed.
+        """
+        out = np.zeros((len(ids), self.dimension), dtype=np.float32)
         with self._lock:
-            return np.stack([self._index.reconstruct(int(i)) for i in ids])
+            for row, i in enumerate(ids):
+                try:
+                    out[row] = self._index.reconstruct(int(i))
+                except RuntimeError:  # "key not found": removed since the lexical index was built
+                    pass
+        return out
 
     # --- persistence ----------------------------------------------------------------------------
     def save(self, folder: Path, generation: int) -> None:

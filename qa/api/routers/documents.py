@@ -66,7 +66,7 @@ async def _read_json(request: Request, services: Services):
         body = DocumentBody.model_validate(json.loads(raw))
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, ValidationError):
-            msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            msg = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
             raise ApiError(422, "invalid_request", msg) from exc
         raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
     parsed = services.ingest.parse(body.text, None, title=body.title)

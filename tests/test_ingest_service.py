@@ -1,0 +1,197 @@
+"""Ingestion: the duplicate policy, document ids, folders, deletes, and passages that cite exactly.
+
+Fast unit tests with the real USE-m model, the real parsers and the real seed report.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embeddings.use_m import UseMEmbedder
+from qa.ingest.parsers import DocumentDecodeError, EmptyDocumentError
+from qa.ingest.service import InvalidDocumentIdError, content_hash, document_id_for
+from qa.retrieval.types import SearchRequest
+from qa.settings import Settings
+from qa.text.tokenize import tokenize
+from qa.wiring import Services, build_services
+
+from conftest import SEEDS_DIR
+
+FERRY = "Ferry timetable\n\nThe first ferry to Hoy leaves Stromness at 07:00 on weekdays.\n\nOn Sundays the first ferry leaves at 09:30.\n"
+FERRY_CHANGED = FERRY.replace("09:30", "10:15").replace("On Sundays", "On Sundays and holidays")
+
+
+@pytest.fixture(scope="module")
+def use_m() -> UseMEmbedder:
+    return UseMEmbedder()
+
+
+@pytest.fixture
+def services(tmp_path: Path, use_m) -> Services:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", embedder="use-m", seeds_dir=None,
+                        cache_dir=tmp_path / "cache")
+    built = build_services(settings, embedder=use_m)
+    yield built
+    built.close()
+
+
+def ingest_text(services: Services, text: str, doc_id: str | None = None, filename: str | None = None):
+    return services.ingest.ingest(services.ingest.parse(text, filename), doc_id)
+
+
+def rowids_of(services: Services, doc_id: str) -> set[int]:
+    return services.corpus.store.rowids_of_documents([doc_id])
+
+
+def vector_ids(services: Services) -> set[int]:
+    vectors = services.corpus.vectors
+    if len(vectors) == 0:
+        return set()
+    return set(vectors.search(np.ones(vectors.dimension, np.float32), len(vectors))[1][0].tolist())
+
+
+def lexical_ids(services: Services, query: str, lang: str = "en") -> set[int]:
+    return {r for r, _ in services.corpus.lexical.search(tokenize(query), lang, 100)}
+
+
+def test_duplicate_policy(services: Services):
+    added = ingest_text(services, FERRY, "ferry")
+    assert (added.status, added.document_id, added.duplicate_of) == ("added", "ferry", None)
+    assert added.passages == 2
+    first_rows = rowids_of(services, "ferry")
+
+    unchanged = ingest_text(services, FERRY, "ferry")
+    assert (unchanged.status, unchanged.passages) == ("unchanged", 2)
+    assert rowids_of(services, "ferry") == first_rows  # nothing rewritten
+    generation = services.corpus.store.generation
+
+    duplicate = ingest_text(services, FERRY, "ferry-copy")
+    assert (duplicate.status, duplicate.passages, duplicate.duplicate_of) == ("duplicate", 0, "ferry")
+    assert services.corpus.store.get_document("ferry-copy") is None
+    assert services.corpus.store.generation == generation
+
+    replaced = ingest_text(services, FERRY_CHANGED, "ferry")
+    assert (replaced.status, replaced.passages) == ("replaced", 2)
+    new_rows = rowids_of(services, "ferry")
+    assert not new_rows & first_rows
+    assert vector_ids(services) == new_rows  # the old vectors are gone, the new ones are in
+    assert lexical_ids(services, "ferry") == new_rows
+    assert lexical_ids(services, "holidays") and lexical_ids(services, "holidays") <= new_rows
+    assert services.corpus.store.get_document("ferry")[1] == FERRY_CHANGED
+
+    # the old content is free again once replaced: stored under another id it is new
+    again = ingest_text(services, FERRY, "ferry-old")
+    assert again.status == "added"
+
+
+def test_content_means_title_and_text(services: Services):
+    ingest_text(services, FERRY, "a")
+    retitled = services.ingest.parse(FERRY, title="Orkney ferries")
+    result = services.ingest.ingest(retitled, "b")
+    assert result.status == "added", "a different title is different content"
+    assert services.corpus.store.document_hash("b") == content_hash("Orkney ferries", retitled.text)
+
+
+def test_document_ids(services: Services):
+    auto = ingest_text(services, FERRY)
+    assert auto.document_id == "doc-" + content_hash("Ferry timetable", FERRY)[:16]
+    assert ingest_text(services, FERRY).status == "unchanged"
+    assert document_id_for("My Notes (2024)") == "My-Notes-2024"
+    assert document_id_for("report_v1.2-final") == "report_v1.2-final"
+    assert len(document_id_for("x" * 500)) == 128
+    with pytest.raises(InvalidDocumentIdError):
+        document_id_for("///")
+    # Chinese names get a readable id, and different names never share one
+    names = ["上海报告", "上海2024", "北京2024", "报告", "宝高", "報告"]
+    ids = [document_id_for(n) for n in names]
+    assert len(set(ids)) == len(names), ids
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+", i) for i in ids), ids
+    assert document_id_for("上海报告") == document_id_for("上海报告")  # stable: re-ingesting finds the same id
+    assert document_id_for("上海报告").startswith("shang-hai-bao-gao")
+
+
+def test_ingest_folder(services: Services, tmp_path: Path):
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "ferry.txt").write_text(FERRY, encoding="utf-8")
+    (folder / "sub" / "bees.md").write_text("# Bees\n\nBees make honey from nectar.\n", encoding="utf-8")
+    (folder / "sub" / "page.HTML").write_text("<h1>Glass</h1><p>Glass is made from sand.</p>", encoding="utf-8")
+    (folder / "上海报告.txt").write_text("上海报告\n\n上海正在建设具有全球影响力的科技创新中心。\n", encoding="utf-8")
+    (folder / "paper.pdf").write_bytes(b"%PDF-1.4")
+    (folder / "notes.docx").write_bytes(b"PK\x03\x04")
+    results = services.ingest.ingest_paths([folder])
+    by_id = {r.document_id: r.status for r in results}
+    assert by_id == {"ferry": "added", "bees": "added", "page": "added", document_id_for("上海报告"): "added"}
+    assert services.corpus.store.count_documents() == 4
+    assert {r.status for r in services.ingest.ingest_paths([folder])} == {"unchanged"}
+    with pytest.raises(FileNotFoundError):
+        services.ingest.ingest_paths([tmp_path / "missing"])
+
+
+def test_bad_files_are_refused_before_anything_is_written(services: Services):
+    with pytest.raises(DocumentDecodeError):
+        services.ingest.parse(b"\xfa\xfb\xfc", "x.txt")
+    with pytest.raises(EmptyDocumentError):
+        services.ingest.parse(b"  \n ", "x.txt")
+    assert services.corpus.store.count_documents() == 0 and services.corpus.store.generation == 0
+
+
+def test_delete_removes_from_store_and_both_indexes(services: Services):
+    ingest_text(services, FERRY, "ferry")
+    ingest_text(services, "Bees\n\nBees make honey from the nectar of heather.\n", "bees")
+    ferry_rows = rowids_of(services, "ferry")
+    assert ferry_rows <= vector_ids(services) and ferry_rows <= lexical_ids(services, "ferry")
+
+    assert services.ingest.delete("ferry") is True
+    assert services.ingest.delete("ferry") is False
+    assert services.corpus.store.get_document("ferry") is None
+    assert not ferry_rows & vector_ids(services)
+    assert lexical_ids(services, "ferry") == set()
+    hits = services.search.search(SearchRequest(query="When does the first ferry to Hoy leave?", top_k=5)).hits
+    assert hits and all(h.passage.document_id == "bees" for h in hits)
+    assert len(services.corpus.vectors) == len(services.corpus.lexical) == services.corpus.store.count_passages()
+
+
+def test_seed_report_passages_cite_the_text_exactly(services: Services):
+    (path,) = [p for p in SEEDS_DIR.iterdir() if p.suffix == ".txt"]
+    (result,) = services.ingest.ingest_paths([path])
+    assert result.status == "added"
+    doc, text = services.corpus.store.get_document(result.document_id)
+    assert text == path.read_text(encoding="utf-8")
+    passages = sorted(services.corpus.passages(sorted(rowids_of(services, doc.id))).values(), key=lambda p: p.start)
+    assert len(passages) == doc.passage_count == result.passages
+    previous_end = 0
+    for p in passages:
+        assert text[p.start:p.end] == p.text and p.text == p.text.strip()
+        assert p.start >= previous_end, "passages overlap"
+        previous_end = p.end
+        assert p.lang == "zh" and p.title == doc.title
+        assert (p.source, p.published) == (doc.source, doc.published)
+    # no sentence of the report is lost: every line that ends a sentence lies inside a passage
+    for m in re.finditer(r"[^\n]+", text):
+        if m.group().rstrip().endswith("。"):
+            assert any(p.start <= m.start() and m.end() <= p.end for p in passages), m.group()[:30]
+    # ... and the title and source line are not passages
+    meta = next(m for m in re.finditer(r"[^\n]+", text) if doc.source in m.group())
+    assert not any(p.start < meta.end() and meta.start() < p.end for p in passages)
+    assert not any(doc.title in p.text for p in passages)
+    # each passage's section is a heading line above it, and no heading is itself a passage
+    lines = {m.group(): m.start() for m in re.finditer(r"[^\n]+", text)}
+    sections = {p.section for p in passages}
+    assert len(sections) > 1
+    for p in passages:
+        assert p.section in lines and lines[p.section] < p.start, (p.id, p.section)
+    for section in sections:
+        assert not any(q.start <= lines[section] < q.end for q in passages), section
+
+def test_reingesting_the_seed_report_is_unchanged_and_a_search_finds_its_paragraph(services: Services):
+    services.ingest.ingest_paths([SEEDS_DIR])
+    assert {r.status for r in services.ingest.ingest_paths([SEEDS_DIR])} == {"unchanged"}
+    result = services.search.search(SearchRequest(query="上海创智学院有多少研究生和导师？", top_k=3))
+    assert any("190余名研究生" in h.passage.text for h in result.hits)
+    for h in result.hits:
+        assert h.passage.start <= h.evidence.start < h.evidence.end <= h.passage.end
