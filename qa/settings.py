@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     approximate_threshold: int = Field(200_000, description="Above this many passages an HNSW index replaces exact search.")
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
+    hnsw_sq8: bool = Field(False, description="HNSW over 8-bit scalar-quantised vectors (about a quarter of the memory).")
 
     # Chunking
     max_passage_tokens: int = Field(400, description="Token budget of one passage; longer paragraphs split at sentence ends.")

@@ -1,6 +1,7 @@
 """Dense vector index: FAISS inner product over L2-normalised vectors, keyed by passage rowid.
 
-Exact search (``IndexFlatIP``) up to ``approximate_threshold`` passages, HNSW above it. The index
+Exact search (``IndexFlatIP``) up to ``approximate_threshold`` passages, HNSW above it (with
+``hnsw_sq8``: HNSW over 8-bit scalar-quantised vectors, a quarter of the memory). The index
 file is written atomically together with a manifest naming the model, the dimension and the store
 generation it reflects. Opening refuses a corrupt file or one built with another model; an index
 that merely lags the store (a crash between the store commit and the index write) is caught up
@@ -44,19 +45,26 @@ class VectorIndex:
     """FAISS index with int64 ids; thread-safe (searches and writes take one lock)."""
 
     def __init__(self, dimension: int, model_id: str, *, approximate_threshold: int = 200_000,
-                 hnsw_m: int = 32, ef_search: int = 128):
+                 hnsw_m: int = 32, ef_search: int = 128, hnsw_sq8: bool = False):
         self.dimension = dimension
         self.model_id = model_id
         self.approximate_threshold = approximate_threshold
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
+        self.hnsw_sq8 = hnsw_sq8
         self.generation = 0
         self._lock = threading.RLock()
         self._index = self._new_index(approximate=False)
 
     # --- construction ---------------------------------------------------------------------------
     def _new_index(self, approximate: bool) -> faiss.Index:
-        if approximate:
+        if approximate and self.hnsw_sq8:
+            # Needs training (per-dimension ranges) before the first add: see rebuild().
+            inner = faiss.IndexHNSWSQ(self.dimension, faiss.ScalarQuantizer.QT_8bit, self.hnsw_m,
+                                      faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efSearch = self.ef_search
+            inner.hnsw.efConstruction = 80
+        elif approximate:
             inner = faiss.IndexHNSWFlat(self.dimension, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efSearch = self.ef_search
             inner.hnsw.efConstruction = 80
@@ -66,7 +74,7 @@ class VectorIndex:
 
     @property
     def approximate(self) -> bool:
-        return isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSWFlat)
+        return isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSW)
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -96,6 +104,14 @@ class VectorIndex:
         batches = list(batches)
         total = sum(len(ids) for ids, _ in batches)
         index = self._new_index(approximate=total > self.approximate_threshold)
+        if not index.is_trained:  # the scalar quantiser learns its ranges from (a sample of) the data
+            sample, have = [], 0
+            for _, vecs in batches:
+                sample.append(np.asarray(vecs, dtype=np.float32)[: 100_000 - have])
+                have += len(sample[-1])
+                if have >= 100_000:
+                    break
+            index.train(np.ascontiguousarray(np.concatenate(sample)))
         for ids, vecs in batches:
             index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), ids)
         with self._lock:
@@ -143,6 +159,7 @@ class VectorIndex:
             manifest = {
                 "format": FORMAT, "model_id": self.model_id, "dimension": self.dimension,
                 "generation": generation, "count": len(self), "approximate": self.approximate,
+                "sq8": isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSWSQ),
                 "sha256": _sha256(index_path),
             }
         atomic_write_json(folder / "vectors.json", manifest)
