@@ -39,6 +39,7 @@ class Corpus:
         self.lexical = LexicalIndex.load(self.data_dir) or LexicalIndex()
         self._write_lock = threading.RLock()
         self._batch_depth = 0
+        self._lang_rowids: dict[str, tuple[tuple[str, int], frozenset[int]]] = {}
         self._catch_up()
 
     def _check_model(self, model_id: str, dimension: int) -> None:
@@ -122,9 +123,18 @@ class Corpus:
         if document_ids is not None:
             allowed = self.store.rowids_of_documents(document_ids)
         if lang is not None:
-            by_lang = self.store.rowids_of_lang(lang)
+            by_lang = self._rowids_of_lang(lang)
             allowed = by_lang if allowed is None else allowed & by_lang
         return allowed
+
+    def _rowids_of_lang(self, lang: str) -> set[int]:
+        """Passage ids of one language, cached until the next write (not reloaded per request)."""
+        key = (lang, self.store.generation)
+        cached = self._lang_rowids.get(lang)
+        if cached is None or cached[0] != key:
+            cached = (key, frozenset(self.store.rowids_of_lang(lang)))
+            self._lang_rowids[lang] = cached
+        return cached[1]
 
     def passages(self, rowids: Sequence[int]) -> dict[int, Passage]:
         return self.store.passages_by_rowid(rowids)

@@ -70,7 +70,7 @@ class LexicalIndex:
             return []
         scores = index.scores(tokens)
         if allowed is not None:
-            mask = np.fromiter((r in allowed for r in index.rowids), dtype=bool, count=len(index.rowids))
+            mask = np.isin(index.rowids, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
             scores = np.where(mask, scores, 0.0)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
