@@ -66,6 +66,15 @@ OUT_OF_CORPUS = [
     "红烧肉怎么做？",
     "Who won the 2022 FIFA World Cup?",
     "如何治疗感冒？",
+    "How many metro lines does Shanghai have?",  # Shanghai, but not in the report
+    "上海今天天气怎么样？",
+]
+
+# Same topic, another place or person: the hardest negatives (the report is about Shanghai only).
+NEAR_MISSES = [
+    "北京的人工智能政策是什么？",
+    "深圳南山区委书记对人工智能发展有什么表态？",
+    "What did the mayor of Beijing say about artificial intelligence?",
 ]
 
 
@@ -169,6 +178,17 @@ def test_question_the_report_does_not_cover_is_not_answerable(gemma_server, cita
     citations_gemma(result)  # passages may still come back; they must still be cited exactly
     assert result["answerable"] is False, _describe(result)
     assert result["confidence"] < 0.5, _describe(result)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="answerability not calibrated yet (no qa/retrieval/calibration.json): "
+                   "the default confidence only looks at the top dense score, which a question on the same "
+                   "topic about another city reaches (0.71-0.94 seen)")
+@pytest.mark.parametrize("question", NEAR_MISSES)
+def test_question_about_another_place_is_not_answerable(gemma_server, citations_gemma, question):
+    result = _search(gemma_server, question, top_k=3)
+    citations_gemma(result)
+    assert result["answerable"] is False, _describe(result)
 
 
 @pytest.mark.slow
