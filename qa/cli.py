@@ -238,14 +238,32 @@ def eval_cmd(benchmark: str = typer.Argument(..., help="xquad | cmrc2018 | mixed
 
 
 @app.command()
-def bench(data_dir: Optional[Path] = DataDir,
-          queries: int = typer.Option(50, help="Warm single questions to time."),
-          ingest_docs: Optional[Path] = typer.Option(None, help="Folder to time ingestion with (default seeds/)."),
+def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search corpus (zh and en alternating)."),
+          ingest_passages: int = typer.Option(24, help="Paragraphs timed for ingest throughput (embedded from scratch)."),
+          queries: int = typer.Option(100, help="Warm single-client questions timed per system."),
+          duration: float = typer.Option(20.0, help="Seconds of load per concurrency level and system."),
+          concurrency: str = typer.Option("8,32", help="Concurrent clients of the load runs (comma-separated)."),
+          peers: bool = typer.Option(False, "--peers", help="Also measure txtai's API and a plain FastAPI+FAISS app."),
+          scale: Optional[int] = typer.Option(None, help="Instead: the approximate index at this many synthetic vectors."),
+          scale_budget: float = typer.Option(600.0, help="Build seconds per index variant before extrapolating."),
+          matryoshka: Optional[str] = typer.Option(None, help="Instead: qa eval xquad at these dims, e.g. 512,256."),
+          eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/."),
+          output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
           ) -> None:
-    """Warm search latency (p50/p95) and ingest throughput."""
-    from qa.benchmark import run_bench
+    """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --scale / --matryoshka."""
+    from qa.benchmark import run_bench, run_scale, run_truncation, write_json
 
-    run_bench(_settings(data_dir), queries=queries, ingest_docs=ingest_docs, console=Console())
+    out = Console(width=160)
+    if scale:
+        write_json(output, {"scale": run_scale(scale, budget_s=scale_budget, console=out)})
+    elif matryoshka:
+        dims = [int(d) for d in matryoshka.split(",") if d.strip()]
+        write_json(output, {"matryoshka": run_truncation(_settings(None), eval_dir, dims, console=out)})
+    else:
+        write_json(output, run_bench(
+            _settings(None), queries=queries, passages=passages, ingest_passages=ingest_passages, duration_s=duration,
+            concurrency=[int(c) for c in concurrency.split(",") if c.strip()], peers=peers, eval_dir=eval_dir,
+            console=out))
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,1 @@
+"""Peer applications that ``qa bench --peers`` starts next to qa (run with their own interpreters)."""
