@@ -194,10 +194,7 @@ def _reembed(settings: Settings) -> None:
     with _progress() as progress, fresh.corpus.batch():
         task = progress.add_task("re-embedding documents", total=len(texts))
         for doc, text in texts:
-            parsed = fresh.ingest.parse(text, None, title=doc.title)
-            parsed.source, parsed.published = doc.source, doc.published
-            parsed.metadata.update(doc.metadata)
-            fresh.ingest.ingest(parsed, doc.id)
+            fresh.ingest.ingest(_as_parsed(old, doc, text), doc.id)
             progress.advance(task)
     fresh.close()
     old.close()
@@ -206,6 +203,30 @@ def _reembed(settings: Settings) -> None:
     settings.data_dir.rename(backup)
     fresh_dir.rename(settings.data_dir)
     console.print(f"re-embedded {len(texts)} documents; the previous data is kept in {backup}")
+
+
+def _as_parsed(store, doc, text: str):
+    """The document as it was parsed when ingested, rebuilt from its stored passages and sections.
+
+    Parsing the stored text again would not do: it is the visible text of an HTML page or a text whose
+    title came separately, so paragraphs (and with them passage ids and citations) would shift.
+    """
+    from itertools import groupby
+
+    from qa.models import Block, ParsedDocument
+
+    passages = sorted(store.passages_by_rowid(sorted(store.rowids_of_documents([doc.id]))).values(),
+                      key=lambda p: (p.paragraph, p.part))
+    blocks, section = [], None
+    for _, parts in groupby(passages, key=lambda p: p.paragraph):
+        parts = list(parts)
+        start, end = parts[0].start, parts[-1].end
+        if parts[0].section is not None and parts[0].section != section:
+            section = parts[0].section
+            blocks.append(Block("heading", start, start, section))  # only its place and name matter
+        blocks.append(Block("paragraph", start, end, text[start:end]))
+    return ParsedDocument(title=doc.title, text=text, blocks=blocks, source=doc.source, published=doc.published,
+                          metadata=dict(doc.metadata))
 
 
 @models_app.command("fetch")

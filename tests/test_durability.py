@@ -24,7 +24,7 @@ from qa.ingest.service import SUPPORTED_SUFFIXES, content_hash, document_id_for
 from qa.models import Passage
 from qa.retrieval.types import SearchRequest
 from qa.settings import Settings
-from qa.store import StoredPassage
+from qa.store import PassageStore, StoredPassage
 from qa.store.sqlite import StoreError, new_document
 from qa.text.tokenize import tokenize
 from qa.wiring import Services, build_services
@@ -321,6 +321,79 @@ def test_use_m_folder_opened_with_embeddinggemma_is_refused(seeded, qa_cli: QACl
     assert "qa reindex" in output and "use-m-v3" in output and "Traceback" not in output, output
     assert _snapshot(data) == before
 
+
+
+MARKDOWN = "---\ntitle: Beekeeping\nsource: Apiary Monthly\n---\n\n# Beekeeping\n\n## Swarming\n\n" \
+    "A colony preparing to swarm raises queen cells.\n\n## Winter\n\nBees form a cluster to keep warm.\n"
+HTML = "<html><head><title>Glass</title></head><body><h1>Glass</h1><h2>Making</h2><p>Glass is made from sand.</p>" \
+    "<h2>Playing</h2><p>Wet fingers on spinning bowls make the sound of the <b>armonica</b>.</p></body></html>"
+
+
+def _passage_layout(store) -> dict[str, list[tuple]]:
+    out = {}
+    for doc in store.list_documents(limit=10_000):
+        rows = store.passages_by_rowid(sorted(store.rowids_of_documents([doc.id]))).values()
+        out[doc.id] = (doc.title, doc.source, doc.published, doc.metadata,
+                       sorted((p.id, p.start, p.end, p.section, p.text) for p in rows))
+    return out
+
+
+@pytest.fixture
+def mixed(seeded) -> tuple[Path, Path]:
+    """The seed report plus a Markdown file, an HTML page and a text whose title came separately."""
+    data, cache = seeded
+    services = open_services(data, cache)
+    try:
+        ing = services.ingest
+        assert ing.ingest(ing.parse(MARKDOWN.encode(), "bees.md"), "bees").status == "added"
+        assert ing.ingest(ing.parse(HTML.encode(), "glass.html"), "glass").status == "added"
+        posted = ing.parse("Ferries leave Stromness at 07:00.\n\nOn Sundays they leave at 09:30.", title="Ferries")
+        assert ing.ingest(posted, "ferries").status == "added"
+    finally:
+        services.close()
+    return data, cache
+
+
+def test_reembed_keeps_every_passage_and_citation(mixed, qa_cli: QACli):
+    """`qa reindex --reembed` embeds the stored passages again; ids, offsets and sections do not move."""
+    data, cache = mixed
+    store = PassageStore(data / "store.sqlite")
+    before = _passage_layout(store)
+    store.close()
+    proc = qa_cli.run("reindex", "--reembed", "--data-dir", data, QA_EMBEDDER="use-m", QA_CACHE_DIR=cache)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    services = open_services(data, cache)
+    try:
+        assert _passage_layout(services.corpus.store) == before
+        assert len(services.corpus.vectors) == len(services.corpus.lexical) == services.corpus.store.count_passages()
+        result = services.search.search(SearchRequest(query="How do bees keep warm in winter?", top_k=1))
+        assert result.hits[0].passage.id == "bees:2" and result.hits[0].passage.section == "Winter"
+    finally:
+        services.close()
+
+
+@pytest.mark.slow
+def test_switching_to_embeddinggemma_with_qa_reindex(mixed, qa_cli: QACli):
+    """The path the refusal names: `qa reindex` with the new model re-embeds everything, citations intact."""
+    data, _ = mixed
+    store = PassageStore(data / "store.sqlite")
+    before = _passage_layout(store)
+    store.close()
+    env = {"QA_EMBEDDER": "sentence-transformers"}  # the default cache: the installed model
+    refused = qa_cli.run("ask", SEED_QUESTION, "--data-dir", data, **env)
+    assert refused.returncode != 0 and "qa reindex" in refused.stdout + refused.stderr
+    proc = qa_cli.run("reindex", "--data-dir", data, **env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = PassageStore(data / "store.sqlite")
+    try:
+        assert store.get_meta("model_id").startswith("embeddinggemma-300m@")
+        assert _passage_layout(store) == before
+    finally:
+        store.close()
+    ask = qa_cli.run("ask", SEED_QUESTION, "--data-dir", data, **env)
+    assert ask.returncode == 0, ask.stdout + ask.stderr
+    target = next(p for p in before[document_id_for(next(iter(seed_files().values())).stem)][4] if SEED_ANSWER in p[4])
+    assert f"{target[0]} [{target[1]}:{target[2]}]" in ask.stdout, ask.stdout
 
 def test_corrupt_lexical_index_is_rebuilt_from_the_store(seeded):
     """The lexical index is a cache of the stored tokens: an unreadable one is rebuilt, not fatal."""
