@@ -30,6 +30,13 @@ class _LangIndex:
         # An empty token list would break bm25s; give such passages a token no query contains.
         self.retriever.index([toks or ["\u0000"] for toks in corpus], show_progress=False)
 
+    def idf(self, tokens: list[str]) -> np.ndarray:
+        """Inverse document frequency of each token in this language's passages (unseen: the maximum)."""
+        vocab, indptr = self.retriever.vocab_dict, self.retriever.scores["indptr"]
+        n = len(self.rowids)
+        df = np.array([indptr[vocab[t] + 1] - indptr[vocab[t]] if t in vocab else 0 for t in tokens], dtype=np.float64)
+        return np.log1p((n - df + 0.5) / (df + 0.5))
+
     def scores(self, tokens: list[str]) -> np.ndarray:
         vocab = self.retriever.vocab_dict
         known = [t for t in tokens if t in vocab]
@@ -76,6 +83,21 @@ class LexicalIndex:
         top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         top = top[np.argsort(-scores[top])]
         return [(int(index.rowids[i]), float(scores[i])) for i in top if scores[i] > 0]
+
+    def coverage(self, query_tokens: list[str], passage_tokens: set[str], lang: str) -> float:
+        """IDF-weighted share of the question's words that the passage contains (0 for another language).
+
+        Words the corpus never uses (a place or a name it does not mention) weigh the most, so a
+        question about something absent scores low even when its topic words all match.
+        """
+        with self._lock:
+            index = self._by_lang.get(lang)
+        unique = sorted(set(query_tokens))
+        if index is None or not unique:
+            return 0.0
+        idf = index.idf(unique)
+        found = np.array([t in passage_tokens for t in unique])
+        return float(idf[found].sum() / idf.sum()) if idf.sum() > 0 else 0.0
 
     # --- persistence ----------------------------------------------------------------------------
     def save(self, folder: Path) -> None:

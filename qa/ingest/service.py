@@ -25,7 +25,7 @@ from qa.store import StoredPassage
 from qa.store.sqlite import new_document
 from qa.text.lang import detect_lang
 from qa.text.sentences import split_sentences
-from qa.text.tokenize import pinyin_tokens, tokenize
+from qa.text.tokenize import passage_tokens
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,6 @@ class IngestResult:
     status: str  # "added" | "replaced" | "unchanged" | "duplicate"
     passages: int
     duplicate_of: str | None = None
-
-
-def passage_tokens(section: str | None, text: str, lang: str) -> list[str]:
-    """Lexical tokens of a passage: its words (with its section's), plus pinyin of Chinese words."""
-    tokens = tokenize(f"{section} {text}" if section else text)
-    return tokens + pinyin_tokens(text) if lang == "zh" else tokens
 
 
 def content_hash(title: str, text: str) -> str:

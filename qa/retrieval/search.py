@@ -22,7 +22,7 @@ from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
 from qa.retrieval.types import Hit, SearchRequest, SearchResult
 from qa.text.lang import detect_lang
-from qa.text.tokenize import tokenize, transliteration_query
+from qa.text.tokenize import passage_tokens, tokenize, transliteration_query
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class SearchService:
         scored = self.score_candidates(qvec, query, tokens, query_lang, allowed)
         passages, sentences = self._second_stage(qvec, set(tokens), query_lang, scored)
         ordered = sorted(scored.items(), key=lambda kv: (-kv[1].get("stage", 1.0), -kv[1]["score"]))
-        features = self._features(ordered, set(tokens), query_lang, passages)
+        features = self._features(ordered, tokens, query_lang, passages)
         return Ranking(scored, ordered, passages, sentences, features)
 
     def score_candidates(self, qvec: np.ndarray, query: str, tokens: list[str], query_lang: str,
@@ -146,8 +146,7 @@ class SearchService:
             comp["score"] = self._combine(comp)
         return passages, out
 
-    @staticmethod
-    def _features(ordered: list[tuple[int, dict[str, float]]], query_tokens: set[str], query_lang: str,
+    def _features(self, ordered: list[tuple[int, dict[str, float]]], query_tokens: list[str], query_lang: str,
                   passages: dict[int, Passage]) -> dict[str, float]:
         """Question-level signals for the confidence model (see qa.retrieval.confidence.FEATURES)."""
         if not ordered:
@@ -158,7 +157,8 @@ class SearchService:
         same_lang = top is not None and top.lang == query_lang
         coverage = 0.0
         if same_lang and query_tokens:
-            coverage = len(query_tokens & set(tokenize(top.text))) / len(query_tokens)
+            words = set(passage_tokens(top.section, top.text, top.lang))
+            coverage = self.corpus.lexical.coverage(query_tokens, words, query_lang)
         return {
             "dense_top": max(c["dense"] for _, c in ordered),
             "sentence_top": max(c.get("sentence", c["dense"]) for _, c in ordered),

@@ -105,3 +105,9 @@ def transliteration_query(text: str, query_lang: str) -> list[str]:
     words = [w for w in re.findall(r"[a-z]+", normalize(text)) if w not in STOPWORDS_EN]
     candidates = words + [a + b for a, b in zip(words, words[1:])]
     return [PINYIN_PREFIX + w for w in candidates if len(w) >= _MIN_PINYIN_CHARS]
+
+
+def passage_tokens(section: str | None, text: str, lang: str) -> list[str]:
+    """Lexical tokens of a passage: its words (with its section's), plus pinyin of Chinese words."""
+    tokens = tokenize(f"{section} {text}" if section else text)
+    return tokens + pinyin_tokens(text) if lang == "zh" else tokens
