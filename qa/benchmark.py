@@ -232,8 +232,13 @@ def machine_info() -> dict:
                 mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
     except OSError:
         pass
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10,
+                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
     return {"cpu": model, "cores": os.cpu_count(), "memory_gib": mem_gib, "python": platform.python_version(),
-            "loadavg_at_start": os.getloadavg()}
+            "git": commit, "loadavg_at_start": os.getloadavg()}
 
 
 # =============================================================================================
@@ -347,9 +352,10 @@ def scale_worker(n: int, variant: str, *, chunk: int = 50_000, budget_s: float =
     if built < n:
         rate = last["last_chunk_vectors_per_s"]
         result["extrapolated"] = {
-            "note": "EXTRAPOLATED, not measured: remaining vectors at the last chunk's insertion rate (a lower "
-                    "bound on time: HNSW insertion slows as the graph grows); memory at the measured bytes/vector",
-            "build_s_at_target_at_least": round(build_s + (n - built) / rate, 0),
+            "note": "EXTRAPOLATED, not measured: the remaining vectors at the last chunk's insertion rate (HNSW "
+                    "insertion cost grows about with log n, so a quiet machine would need somewhat more; a shared "
+                    "machine's load moves the rate by more than that); memory at the last measured bytes/vector",
+            "build_s_at_target": round(build_s + (n - built) / rate, 0),
             "index_mib_at_target": round(last["bytes_per_vector"] * n / 2**20, 0),
         }
     return result
@@ -389,7 +395,7 @@ def print_scale(results: list[dict], console: Console) -> None:
         if "extrapolated" in r:
             e = r["extrapolated"]
             table.add_row(f"{r['variant']} (extrapolated)", f"{r['target_vectors']:,}",
-                          f"≥{e['build_s_at_target_at_least']:.0f}", f"~{e['index_mib_at_target']:,.0f}", "", "", "", "")
+                          f"~{e['build_s_at_target']:.0f}", f"~{e['index_mib_at_target']:,.0f}", "", "", "", "")
     console.print(table)
 
 
@@ -644,7 +650,7 @@ def _fmt(v, digits=1) -> str:
     return f"{v:,.{digits}f}" if isinstance(v, float) else f"{v:,}"
 
 
-def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, ingest_passages: int = 24,
+def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, ingest_passages: int = 16,
               duration_s: float = 20.0, concurrency: Sequence[int] = (8, 32), peers: bool = False,
               eval_dir: Path = Path("../shared/eval"), warmup: int = 10, rounds: int = 4, load_rounds: int = 2,
               console: Console | None = None) -> dict:
@@ -734,9 +740,17 @@ def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, in
                 for peer in peer_list:
                     timed_ingest(peer, docs[:ingest_passages])
             phase(f"loading the rest of the corpus ({len(docs)} paragraphs in all; not timed)")
-            qa.ingest(http, docs)  # qa gets all of them: the first ones were added to another server
-            for peer in [s for s in systems if s.peer]:
-                peer.ingest(http, docs[ingest_passages:])
+            # qa gets all of them (the first ones went to another server); the systems load side by side
+            from concurrent.futures import ThreadPoolExecutor
+
+            def load_rest(system: System) -> None:
+                with httpx.Client(trust_env=False) as own:
+                    system.ingest(own, docs if system is qa else docs[ingest_passages:])
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(len(systems)) as pool:
+                list(pool.map(load_rest, systems))
+            console.print(f"  loaded in {time.perf_counter() - t0:.0f} s")
             for s in systems:
                 s.stream = QuestionStream(questions[warmup:])
 
@@ -896,12 +910,15 @@ def _truncated_cache(src: Path, dst: Path, model_id: str, dim: int | None) -> in
     return len(rows)
 
 
-def run_truncation(settings: Settings, eval_dir: Path, dims: Sequence[int], *, console: Console | None = None,
-                   timeout_s: float = 3600) -> dict:
-    """``qa eval xquad`` at the full size and at each of ``dims``, each in a temp cache folder seeded from
-    the real embedding cache (full vectors copied; truncated ones derived), so passages are not
-    re-embedded (only those missing from the real cache are, at the truncated size) and questions are
-    encoded by the model as usual."""
+def run_truncation(settings: Settings, eval_dir: Path, dims: Sequence[int], *, limit: int | None = None,
+                   console: Console | None = None, timeout_s: float = 5400) -> dict:
+    """``qa eval xquad`` at the full size, then at each of ``dims``, without re-embedding passages twice.
+
+    The full-size run works in a temp cache folder seeded with a copy of the real embedding cache (so it
+    embeds only what the real cache lacks, and never touches the real eval pools); each truncated run
+    gets a temp cache derived from that one's vectors (truncated + re-normalised). Questions are encoded
+    by the model in every run (``limit``: only the first N questions per direction).
+    """
     from embeddings.fetch import folder_digests
 
     console = console or Console()
@@ -909,27 +926,37 @@ def run_truncation(settings: Settings, eval_dir: Path, dims: Sequence[int], *, c
     weights = "model.safetensors"
     model_id = f"{folder.name}@{folder_digests(folder, [weights])[weights][:8]}"
     eval_dir = Path(eval_dir).resolve()
-    result: dict = {"model_id": model_id, "runs": {}}
-    for dim in [None, *[d for d in dims if d]]:
-        label = str(dim or "full")
-        with tempfile.TemporaryDirectory(prefix=f"qa-mrl-{label}-") as tmp_name:
-            tmp = Path(tmp_name)
+    result: dict = {"model_id": model_id, "limit_per_direction": limit, "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="qa-mrl-") as root_name:
+        root = Path(root_name)
+        full_cache = None
+        for dim in [None, *[d for d in dims if d]]:
+            label = str(dim or "full")
+            tmp = root / label
+            tmp.mkdir()
             (tmp / "models").symlink_to(settings.models_dir.resolve(), target_is_directory=True)
-            copied = _truncated_cache(settings.embedding_cache_path, tmp / "embeddings.sqlite", model_id, dim)
-            console.print(f"[bold]matryoshka[/bold] dim {label}: {copied} cached vectors derived; running qa eval xquad")
+            source = full_cache or settings.embedding_cache_path
+            copied = _truncated_cache(source, tmp / "embeddings.sqlite", model_id, dim)
+            console.print(f"[bold]matryoshka[/bold] dims {label}: {copied} cached passage vectors "
+                          f"{'derived' if dim else 'copied'}; running qa eval xquad")
             env = _child_env(QA_CACHE_DIR=str(tmp))
             env.pop("QA_EMBEDDING_DIM", None)
             if dim:
                 env["QA_EMBEDDING_DIM"] = str(dim)
+            cmd = [sys.executable, "-m", "qa.cli", "eval", "xquad", "--eval-dir", str(eval_dir),
+                   "--output", str(tmp / "eval.json")] + (["--limit", str(limit)] if limit else [])
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "qa.cli", "eval", "xquad", "--eval-dir", str(eval_dir),
-                                   "--output", str(tmp / "eval.json")], env=env, cwd=tmp, capture_output=True,
-                                  text=True, timeout=timeout_s)
-            if proc.returncode != 0:
-                result["runs"][label] = {"error": f"exit {proc.returncode}: {proc.stderr[-800:]}"}
+            with open(root / f"{label}.log", "wb") as log:
+                rc = subprocess.run(cmd, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
+                                    timeout=timeout_s).returncode
+            if rc != 0:
+                tail = (root / f"{label}.log").read_text(errors="replace")[-800:]
+                result["runs"][label] = {"error": f"exit {rc}: {tail}"}
                 continue
+            if dim is None:
+                full_cache = tmp / "embeddings.sqlite"
             runs = json.loads((tmp / "eval.json").read_text(encoding="utf-8"))
-            result["runs"][label] = {"seconds": round(time.perf_counter() - t0, 1), "derived_vectors": copied,
+            result["runs"][label] = {"seconds": round(time.perf_counter() - t0, 1), "cached_vectors_at_start": copied,
                                      "directions": {r["name"]: {"n": r["n"], **r["legs"]} for r in runs}}
     print_truncation(result, console)
     return result

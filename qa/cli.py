@@ -260,7 +260,7 @@ def eval_cmd(benchmark: str = typer.Argument(..., help="xquad | cmrc2018 | mixed
 
 @app.command()
 def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search corpus (zh and en alternating)."),
-          ingest_passages: int = typer.Option(24, help="Paragraphs timed for ingest throughput (embedded from scratch)."),
+          ingest_passages: int = typer.Option(16, help="Paragraphs timed for ingest throughput (embedded from scratch)."),
           queries: int = typer.Option(100, help="Warm single-client questions timed per system."),
           duration: float = typer.Option(20.0, help="Seconds of load per concurrency level and system."),
           concurrency: str = typer.Option("8,32", help="Concurrent clients of the load runs (comma-separated)."),
@@ -269,6 +269,7 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           scale_budget: float = typer.Option(600.0, help="Build seconds per index variant before extrapolating."),
           matryoshka: Optional[str] = typer.Option(None, help="Instead: qa eval xquad at these dims, e.g. 512,256."),
           eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/."),
+          eval_limit: Optional[int] = typer.Option(None, help="--matryoshka: only the first N questions per direction."),
           output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
           ) -> None:
     """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --scale / --matryoshka."""
@@ -279,7 +280,8 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
         write_json(output, {"scale": run_scale(scale, budget_s=scale_budget, console=out)})
     elif matryoshka:
         dims = [int(d) for d in matryoshka.split(",") if d.strip()]
-        write_json(output, {"matryoshka": run_truncation(_settings(None), eval_dir, dims, console=out)})
+        write_json(output, {"matryoshka": run_truncation(_settings(None), eval_dir, dims, limit=eval_limit,
+                                                          console=out)})
     else:
         write_json(output, run_bench(
             _settings(None), queries=queries, passages=passages, ingest_passages=ingest_passages, duration_s=duration,
