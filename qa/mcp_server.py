@@ -102,9 +102,7 @@ def create_mcp_server(holder: ServiceHolder, start_holder: bool = False) -> MCPS
         p = _services(holder).corpus.store.passage(passage_id)
         if p is None:
             raise ToolError(f"no passage with id {passage_id!r}; passage ids come from search results")
-        return PassageOut(passage_id=p.id, document_id=p.document_id, title=p.title, section=p.section,
-                          paragraph=p.paragraph, lang=p.lang, text=p.text, start=p.start, end=p.end,
-                          source=p.source, published=p.published)
+        return PassageOut.from_passage(p)
 
     @server.tool(title="Ask a question")
     def ask(question: Annotated[str, Field(min_length=1, max_length=2000, description="Chinese or English.")]) -> AskOut:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from qa.models import Passage
 from qa.retrieval.types import Hit, SearchResult
 
 
@@ -32,9 +33,9 @@ class EvidenceOut(BaseModel):
     end: int
 
 
-class ResultOut(BaseModel):
-    rank: int
-    score: float
+class PassageOut(BaseModel):
+    """A citable passage: where it sits (document, section, paragraph) and its exact offsets."""
+
     passage_id: str
     document_id: str
     title: str
@@ -46,16 +47,28 @@ class ResultOut(BaseModel):
     end: int
     source: str | None
     published: str | None
+
+    @classmethod
+    def passage_fields(cls, p: Passage) -> dict:
+        return dict(passage_id=p.id, document_id=p.document_id, title=p.title, section=p.section,
+                    paragraph=p.paragraph, lang=p.lang, text=p.text, start=p.start, end=p.end,
+                    source=p.source, published=p.published)
+
+    @classmethod
+    def from_passage(cls, p: Passage) -> PassageOut:
+        return cls(**cls.passage_fields(p))
+
+
+class ResultOut(PassageOut):
+    rank: int
+    score: float
     evidence: EvidenceOut
     explain: dict[str, float] | None = None
 
     @classmethod
     def from_hit(cls, hit: Hit) -> ResultOut:
-        p = hit.passage
         return cls(
-            rank=hit.rank, score=hit.score, passage_id=p.id, document_id=p.document_id, title=p.title,
-            section=p.section, paragraph=p.paragraph, lang=p.lang, text=p.text, start=p.start, end=p.end,
-            source=p.source, published=p.published,
+            rank=hit.rank, score=hit.score, **cls.passage_fields(hit.passage),
             evidence=EvidenceOut(text=hit.evidence.text, start=hit.evidence.start, end=hit.evidence.end),
             explain=hit.components or None,
         )
@@ -113,20 +126,6 @@ class DocumentOut(BaseModel):
 class DocumentListOut(BaseModel):
     documents: list[DocumentOut]
     total: int
-
-
-class PassageOut(BaseModel):
-    passage_id: str
-    document_id: str
-    title: str
-    section: str | None
-    paragraph: int
-    lang: str
-    text: str
-    start: int
-    end: int
-    source: str | None
-    published: str | None
 
 
 class HealthOut(BaseModel):

@@ -54,7 +54,8 @@ async def _read_upload(request: Request, services: Services):
     filename = upload.filename or "upload.txt"
     doc_id = form.get("id") or filename.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     title = form.get("title") or None
-    parsed = services.ingest.parse(raw, filename, title=title if isinstance(title, str) else None)
+    parsed = await run_in_threadpool(services.ingest.parse, raw, filename,  # HTML parsing is CPU work
+                                     title=title if isinstance(title, str) else None)
     return parsed, str(doc_id)
 
 
@@ -69,7 +70,7 @@ async def _read_json(request: Request, services: Services):
             msg = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
             raise ApiError(422, "invalid_request", msg) from exc
         raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
-    parsed = services.ingest.parse(body.text, None, title=body.title)
+    parsed = await run_in_threadpool(services.ingest.parse, body.text, None, title=body.title)
     parsed.source = body.source or parsed.source
     parsed.published = body.published or parsed.published
     return parsed, body.id
@@ -122,6 +123,4 @@ def get_passage(passage_id: str, services: Services = Depends(get_services)) -> 
     p = services.corpus.store.passage(passage_id)
     if p is None:
         raise ApiError(404, "not_found", f"no passage with id {passage_id!r}")
-    return PassageOut(passage_id=p.id, document_id=p.document_id, title=p.title, section=p.section,
-                      paragraph=p.paragraph, lang=p.lang, text=p.text, start=p.start, end=p.end,
-                      source=p.source, published=p.published)
+    return PassageOut.from_passage(p)
