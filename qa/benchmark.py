@@ -233,12 +233,16 @@ def machine_info() -> dict:
     except OSError:
         pass
     try:
+        here = Path(__file__).resolve().parent
         commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10,
-                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
+                                cwd=here).stdout.strip() or None
+        # what the measured servers ran may differ from the commit: name the files changed in the work tree
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10,
+                               cwd=here).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        commit, dirty = None, []
     return {"cpu": model, "cores": os.cpu_count(), "memory_gib": mem_gib, "python": platform.python_version(),
-            "git": commit, "loadavg_at_start": os.getloadavg()}
+            "git": commit, "work_tree_changes": dirty, "loadavg_at_start": os.getloadavg()}
 
 
 # =============================================================================================
