@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .base import Embedder
+from .batching import MicroBatchingEmbedder
 from .cache import CachedEmbedder, EmbeddingCache
 from .fetch import ModelVerificationError, fetch_embeddinggemma, installed_embeddinggemma, verify_model_folder
 
@@ -21,6 +22,7 @@ __all__ = [
     "Embedder",
     "EmbeddingCache",
     "ModelNotInstalledError",
+    "MicroBatchingEmbedder",
     "ModelVerificationError",
     "create_embedder",
     "fetch_embeddinggemma",
@@ -50,7 +52,8 @@ def _model_folder(settings: Settings) -> Path:
 
 
 def create_embedder(settings: Settings | None = None) -> Embedder:
-    """The embedder ``settings.embedder`` names, wrapped in the on-disk passage cache.
+    """The embedder ``settings.embedder`` names (int8 if ``settings.quantize`` says so), wrapped in the
+    question micro-batcher (``settings.micro_batching``) and then in the passage/question cache.
 
     Raises :class:`ModelNotInstalledError` when the model folder is absent and
     :class:`ModelVerificationError` when the installed EmbeddingGemma does not match its checksums.
@@ -73,7 +76,12 @@ def create_embedder(settings: Settings | None = None) -> Embedder:
             dim=settings.embedding_dim,
             batch_size=settings.embed_batch_size,
             threads=settings.torch_threads,
+            quantize=settings.quantize,
         )
     else:
         raise ValueError(f"unknown embedder {settings.embedder!r}")
+    if settings.micro_batching:
+        # Inside the cache: cached questions return at once and never wait for a batch.
+        inner = MicroBatchingEmbedder(inner, max_wait_ms=settings.micro_batch_wait_ms,
+                                      max_batch=settings.micro_batch_max)
     return CachedEmbedder(inner, EmbeddingCache(settings.embedding_cache_path), batch_size=settings.embed_batch_size)

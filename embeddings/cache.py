@@ -142,6 +142,7 @@ class CachedEmbedder(Embedder):
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_size = query_cache_size
         self._query_lock = threading.Lock()
+        self.persist_queries = False
 
     @property
     def model_id(self) -> str:
@@ -203,7 +204,7 @@ class CachedEmbedder(Embedder):
                     missing.setdefault(key, []).append(i)
         if missing:
             todo = list(missing)
-            vectors = self._checked(self.inner.encode_queries(todo), len(todo))
+            vectors = self._encode_new_queries(todo)
             with self._query_lock:
                 for key, vector in zip(todo, vectors):
                     out[missing[key]] = vector
@@ -212,3 +213,23 @@ class CachedEmbedder(Embedder):
                 while len(self._queries) > self._query_cache_size:
                     self._queries.popitem(last=False)
         return out
+
+    def _encode_new_queries(self, todo: list[str]) -> np.ndarray:
+        """Encode questions missing from the LRU; with ``persist_queries`` they also go through the disk
+        cache (off by default: a service should not keep its users' questions on disk; the benchmark
+        commands turn it on so reruns do not re-encode thousands of questions)."""
+        if not self.persist_queries:
+            return self._checked(self.inner.encode_queries(todo), len(todo))
+        namespace = self.model_id + "#query"
+        vectors = np.zeros((len(todo), self.dimension), dtype=np.float32)
+        unseen = []
+        for i, vector in enumerate(self.cache.get_many(namespace, todo)):
+            if vector is not None and vector.shape == (self.dimension,):
+                vectors[i] = vector
+            else:
+                unseen.append(i)
+        if unseen:
+            fresh = self._checked(self.inner.encode_queries([todo[i] for i in unseen]), len(unseen))
+            vectors[unseen] = fresh
+            self.cache.put_many(namespace, [todo[i] for i in unseen], fresh)
+        return vectors

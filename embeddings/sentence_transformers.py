@@ -11,6 +11,9 @@ import numpy as np
 
 from .base import Embedder
 from .fetch import folder_digests
+from .quantize import check_mode, model_id_suffix, quantize_int8
+
+QUERY_BATCH_SIZE = 64  # questions per forward pass (passages use the configured batch size)
 
 
 def _weights_file(folder: Path) -> str:
@@ -27,9 +30,12 @@ class SentenceTransformerEmbedder(Embedder):
     (EmbeddingGemma does). ``dim`` truncates Matryoshka embeddings (then re-normalises).
     ``model_id`` is ``<folder name>@<first 8 hex of sha256(model.safetensors)>[/d<dim>]``; the sum
     comes from the folder's ``.verified`` marker (hashed once if the folder has none).
+    ``quantize="int8"`` runs the Linear layers in int8 (see :mod:`embeddings.quantize`) and appends
+    ``/int8`` to the model id.
     """
 
-    def __init__(self, folder: Path, *, dim: int | None = None, batch_size: int = 8, threads: int = 2):
+    def __init__(self, folder: Path, *, dim: int | None = None, batch_size: int = 8, threads: int = 2,
+                 quantize: str = "none"):
         folder = Path(folder).expanduser()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,6 +48,8 @@ class SentenceTransformerEmbedder(Embedder):
         torch.set_num_threads(max(1, threads))
         self._model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
         self._model.eval()
+        if check_mode(quantize) == "int8":
+            quantize_int8(self._model)
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         full = get_dim() or int(self._model.encode(["dimension probe"]).shape[1])
         if dim is not None and not 0 < dim <= full:
@@ -54,7 +62,7 @@ class SentenceTransformerEmbedder(Embedder):
         self._passage_prompt = "document" if "document" in prompts else None
         weights = _weights_file(folder)
         digest = folder_digests(folder, [weights])[weights]
-        self._model_id = f"{folder.name}@{digest[:8]}" + (f"/d{self._dim}" if self._dim else "")
+        self._model_id = f"{folder.name}@{digest[:8]}" + (f"/d{self._dim}" if self._dim else "") + model_id_suffix(quantize)
         self._lock = threading.Lock()  # one forward pass at a time; torch already uses every thread
 
     @property
@@ -71,7 +79,8 @@ class SentenceTransformerEmbedder(Embedder):
         return {"query": self._query_prompt, "passage": self._passage_prompt}
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, self._query_prompt)
+        # Questions are short: a micro-batch of them goes through in one forward pass.
+        return self._encode(texts, self._query_prompt, max(self._batch_size, QUERY_BATCH_SIZE))
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self._passage_prompt)
@@ -80,7 +89,7 @@ class SentenceTransformerEmbedder(Embedder):
         """Tokens of ``text`` alone (no prompt, no special tokens)."""
         return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _encode(self, texts: Sequence[str], prompt_name: str | None) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], prompt_name: str | None, batch_size: int | None = None) -> np.ndarray:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -89,7 +98,7 @@ class SentenceTransformerEmbedder(Embedder):
             vectors = self._model.encode(
                 texts,
                 prompt_name=prompt_name,
-                batch_size=self._batch_size,
+                batch_size=batch_size or self._batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,

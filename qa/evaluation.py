@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from embeddings import Embedder, create_embedder
 from qa.models import Block, ParsedDocument
 from qa.text.lang import detect_lang
 from qa.settings import Settings
@@ -113,11 +114,18 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
     return pools, runs
 
 
-def build_pool(name: str, passages: list[dict], settings: Settings, console: Console) -> Services:
-    """A corpus holding one document per benchmark paragraph (cached per model and pool)."""
-    from embeddings import create_embedder
-
+def eval_embedder(settings: Settings) -> Embedder:
+    """The configured embedder; benchmark questions are public, so their vectors are kept for reruns."""
     embedder = create_embedder(settings)
+    if hasattr(embedder, "persist_queries"):
+        embedder.persist_queries = True
+    return embedder
+
+
+def build_pool(name: str, passages: list[dict], settings: Settings, console: Console,
+               embedder: Embedder | None = None) -> Services:
+    """A corpus holding one document per benchmark paragraph (cached per model and pool)."""
+    embedder = embedder or eval_embedder(settings)
     safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", embedder.model_id)
     data_dir = settings.cache_dir / "eval" / POOL_FORMAT / safe_model / name
     services = build_services(settings.model_copy(update={"data_dir": data_dir, "seeds_dir": None}), embedder)
@@ -248,13 +256,15 @@ def print_figures(figures: list[RunFigures], console: Console) -> None:
 
 
 def run_eval(benchmark: str, eval_dir: Path, settings: Settings, *, limit: int | None = None,
-             output: Path | None = None, console: Console | None = None, calibrate: bool = False) -> list[RunFigures]:
+             output: Path | None = None, console: Console | None = None, calibrate: bool = False,
+             embedder: Embedder | None = None) -> list[RunFigures]:
     console = console or Console()
     eval_dir = Path(eval_dir)
     if not (eval_dir / "xquad").is_dir():
         raise FileNotFoundError(f"{eval_dir} has no xquad/ folder: pass --eval-dir pointing at shared/eval")
     pools, runs = load_runs(benchmark, eval_dir)
-    services = {name: build_pool(name, passages, settings, console) for name, passages in pools.items()}
+    embedder = embedder or eval_embedder(settings)
+    services = {name: build_pool(name, passages, settings, console, embedder) for name, passages in pools.items()}
     figures = []
     samples: list = []
     for run in runs:
@@ -287,11 +297,12 @@ def calibrate(eval_dir: Path, settings: Settings, *, limit: int | None = None, c
     The threshold is the highest one that flags at most ``max_answerable_flagged`` of the answerable
     questions; the report gives the share of out-of-corpus questions it flags at that threshold.
     """
-    from embeddings import create_embedder
     from qa.retrieval.confidence import CALIBRATION_FILE, FEATURES, model_key
 
     console = console or Console()
-    figures, samples = run_eval("noanswer", eval_dir, settings, limit=limit, console=console, calibrate=True)
+    embedder = eval_embedder(settings)
+    figures, samples = run_eval("noanswer", eval_dir, settings, limit=limit, console=console, calibrate=True,
+                                embedder=embedder)
     weights, bias = fit_calibration(samples, list(FEATURES))
     from qa.retrieval.confidence import Calibration
 
@@ -312,7 +323,7 @@ def calibrate(eval_dir: Path, settings: Settings, *, limit: int | None = None, c
     }
     path = path or CALIBRATION_FILE
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    model_id = create_embedder(settings).model_id
+    model_id = embedder.model_id
     data[model_key(model_id)] = {"weights": weights, "bias": bias, "threshold": threshold, "report": report}
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     console.print(json.dumps(report, indent=1, ensure_ascii=False))

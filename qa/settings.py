@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     embed_batch_size: int = 8
     torch_threads: int = 2
     embedding_dim: int | None = Field(None, description="Matryoshka truncation (e.g. 512, 256); None keeps the full size.")
+    quantize: Literal["none", "int8"] = Field(
+        "none", description="int8: dynamically quantised Linear layers (model id gets /int8; own caches and indexes).")
+    micro_batching: bool = Field(True, description="Encode concurrent questions together in one forward pass.")
+    micro_batch_wait_ms: float = Field(5.0, description="How long a micro-batch waits for more questions.")
+    micro_batch_max: int = Field(32, description="Most questions in one micro-batch.")
+    faiss_threads: int = Field(1, description="OpenMP threads of a FAISS search (1: requests parallelise instead).")
 
     # Index
     approximate_threshold: int = Field(200_000, description="Above this many passages an HNSW index replaces exact search.")
@@ -47,7 +53,7 @@ class Settings(BaseSettings):
     candidates: int = Field(50, description="Candidates each retrieval leg contributes before fusion.")
     lexical_weight: float = Field(0.15, description="Weight of the BM25 leg (same-language passages only).")
     sentence_weight: float = Field(0.5, description="Share of the best-sentence similarity in the semantic score.")
-    translit_weight: float = Field(0.1, description="Weight of pinyin name matches across languages.")
+    cross_weight: float = Field(0.1, description="Weight of cross-language matches: numbers, Latin-script words, pinyin of names.")
     rerank_depth: int = Field(20, description="Fused candidates re-scored by the sentence-level second stage.")
     answerable_threshold: float | None = Field(
         None, description="Confidence at or above which a question counts as answerable (default: the calibrated one).")

@@ -41,17 +41,50 @@ def create_upstream(settings: Settings) -> UpstreamLLM | None:
                        settings.llm_timeout_s)
 
 
+class FaissThreads:
+    """``faiss.omp_set_num_threads(n)`` on the calling thread, once per thread.
+
+    libgomp keeps the OpenMP thread count per thread (a thread the runtime did not start gets the
+    process default, i.e. every core), so setting it once where the services are built would not
+    reach the request threads of the HTTP threadpool: each thread applies it on its first search.
+    """
+
+    def __init__(self, threads: int):
+        self.threads = max(1, threads)
+        self._done = threading.local()
+
+    def __call__(self) -> None:
+        if not getattr(self._done, "applied", False):
+            import faiss
+
+            faiss.omp_set_num_threads(self.threads)
+            self._done.applied = True
+
+
+class ThreadLimitedSearch(SearchService):
+    """:class:`SearchService` whose ranking (FAISS included) runs with ``faiss_threads`` OpenMP threads:
+    on two cores, concurrent requests already keep every core busy."""
+
+    faiss_threads: FaissThreads
+
+    def rank(self, *args, **kwargs):
+        self.faiss_threads()
+        return super().rank(*args, **kwargs)
+
+
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
     embedder = embedder or create_embedder(settings)
     corpus = Corpus(settings.data_dir, embedder.model_id, embedder.dimension, settings)
     ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars)
-    search = SearchService(
+    search = ThreadLimitedSearch(
         corpus, embedder, EvidenceSelector(),
         Calibration.load(embedder.model_id), candidates=settings.candidates,
         weights=FusionWeights(lexical=settings.lexical_weight, sentence=settings.sentence_weight,
-                              translit=settings.translit_weight, rerank_depth=settings.rerank_depth),
+                              cross=settings.cross_weight, rerank_depth=settings.rerank_depth),
         answerable_threshold=settings.answerable_threshold,
     )
+    search.faiss_threads = FaissThreads(settings.faiss_threads)
+    search.faiss_threads()  # this thread too (ingest of the seeds, the CLI)
     chat = ChatService(search, create_upstream(settings), max_query_chars=settings.max_query_chars)
     return Services(settings, embedder, corpus, ingest, search, chat)
 

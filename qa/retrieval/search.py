@@ -22,14 +22,14 @@ from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
 from qa.retrieval.types import Hit, SearchRequest, SearchResult
 from qa.text.lang import detect_lang
-from qa.text.tokenize import passage_tokens, tokenize, transliteration_query
+from qa.text.tokenize import passage_tokens, tokenize, cross_language_query
 
 
 @dataclass(frozen=True)
 class FusionWeights:
     lexical: float = 0.15  # weight of the (query-normalised) BM25 score, same-language passages only
     sentence: float = 0.5  # share of the best-sentence similarity in the semantic score
-    translit: float = 0.1  # weight of pinyin matches of names across languages
+    cross: float = 0.1  # weight of cross-language matches (numbers, Latin words, pinyin of names)
     rerank_depth: int = 20  # fused candidates re-scored by the second stage
 
 
@@ -95,14 +95,14 @@ class SearchService:
 
     def score_candidates(self, qvec: np.ndarray, query: str, tokens: list[str], query_lang: str,
                          allowed: set[int] | None) -> Scored:
-        """First stage: dense, lexical (same language) and transliteration (across languages) legs, fused."""
+        """First stage: dense, lexical (same language) and cross-language (numbers, Latin words, pinyin) legs, fused."""
         scores, ids = self.corpus.vectors.search(qvec[None, :], self.candidates, allowed)
         fused: Scored = {int(i): {"dense": float(s), "lexical": 0.0} for s, i in zip(scores[0], ids[0])}
         lexical = self.corpus.lexical
         other_lang = "en" if query_lang == "zh" else "zh"
         self._add_sparse_leg(fused, "lexical", lexical.search(tokens, query_lang, self.candidates, allowed), qvec)
-        self._add_sparse_leg(fused, "translit", lexical.search(
-            transliteration_query(query, query_lang), other_lang, self.candidates, allowed), qvec)
+        self._add_sparse_leg(fused, "cross", lexical.search(
+            cross_language_query(query, query_lang), other_lang, self.candidates, allowed), qvec)
         for comp in fused.values():
             comp["sentence"] = comp["dense"]
             comp["score"] = self._combine(comp)
@@ -125,7 +125,7 @@ class SearchService:
     def _combine(self, comp: dict[str, float]) -> float:
         w = self.weights
         semantic = (1 - w.sentence) * comp["dense"] + w.sentence * comp["sentence"]
-        return semantic + w.lexical * comp["lexical"] + w.translit * comp.get("translit", 0.0)
+        return semantic + w.lexical * comp["lexical"] + w.cross * comp.get("cross", 0.0)
 
     def _second_stage(self, qvec: np.ndarray, query_tokens: set[str], query_lang: str, scored: Scored
                       ) -> tuple[dict[int, Passage], dict[int, tuple[list[tuple[int, int]], np.ndarray]]]:

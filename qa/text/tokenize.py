@@ -3,7 +3,7 @@
 Traditional Chinese is folded to Simplified first (OpenCC), so 繁體 and 简体 text share tokens.
 Codes such as "1+N+1", "G60" or "3.5" are kept whole as well as in their parts, so they still match.
 
-Transliteration tokens bridge the two languages for names: a Chinese passage also carries the pinyin of
+Cross-language tokens bridge the two languages: numbers and Latin-script words as they are, and names through pinyin: a Chinese passage also carries the pinyin of
 its multi-character words ("徐汇" → ``py:xuhui``, "曹立强" → ``py:caoliqiang`` and ``py:liqiang``), and
 an English question is looked up in them by its words and adjacent word pairs ("Cao Liqiang" →
 ``py:caoliqiang``). A Chinese question is looked up in English passages by the pinyin of its words.
@@ -98,13 +98,22 @@ def pinyin_tokens(text: str) -> list[str]:
     return [t for t in out if len(t) - len(PINYIN_PREFIX) >= _MIN_PINYIN_CHARS]
 
 
-def transliteration_query(text: str, query_lang: str) -> list[str]:
-    """Tokens that look a question up across languages (see the module docstring)."""
+_LATIN_OR_NUMBER = re.compile(r"[a-z]{2,}|[0-9]+(?:\.[0-9]+)?")
+
+
+def cross_language_query(text: str, query_lang: str) -> list[str]:
+    """Tokens that look a question up in passages of the other language.
+
+    Numbers and Latin-script words are written the same in both ("1990", "G60", "NFL"); names are
+    bridged by pinyin (see the module docstring).
+    """
+    norm = normalize(text)
+    shared = [t for t in _LATIN_OR_NUMBER.findall(norm) if t not in STOPWORDS_EN]
     if query_lang == "zh":
-        return [t[len(PINYIN_PREFIX):] for t in pinyin_tokens(text)]
-    words = [w for w in re.findall(r"[a-z]+", normalize(text)) if w not in STOPWORDS_EN]
+        return shared + [t[len(PINYIN_PREFIX):] for t in pinyin_tokens(text)]
+    words = [w for w in re.findall(r"[a-z]+", norm) if w not in STOPWORDS_EN]
     candidates = words + [a + b for a, b in zip(words, words[1:])]
-    return [PINYIN_PREFIX + w for w in candidates if len(w) >= _MIN_PINYIN_CHARS]
+    return shared + [PINYIN_PREFIX + w for w in candidates if len(w) >= _MIN_PINYIN_CHARS]
 
 
 def passage_tokens(section: str | None, text: str, lang: str) -> list[str]:
