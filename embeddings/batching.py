@@ -1,0 +1,328 @@
+"""Dynamic micro-batching of question encoding.
+
+Under concurrent load every request thread asks for one question vector. Encoding them one by one
+means one forward pass each, queued behind the model's lock; a CPU runs a batch of 16 short
+questions in a fraction of 16 single passes (the matmuls get wider, the per-call overhead is paid
+once). :class:`MicroBatchingEmbedder` collects the questions that arrive while the model is busy
+and encodes them together.
+
+How a call to ``encode_queries`` goes:
+
+- **Fast path.** No batch in flight and nothing queued: the caller encodes its own texts at once,
+  on its own thread. A single client pays one lock acquisition, nothing else.
+- **Queued.** Otherwise the request joins the queue and the caller waits. One worker thread takes
+  the queue as one batch (at most ``max_batch`` texts; identical texts encoded once) as soon as the
+  batch in flight is done and either ``max_wait_ms`` has passed since the oldest queued request
+  arrived or ``max_batch`` texts are waiting. Each caller gets exactly its rows.
+- **Errors.** An exception raised by the inner embedder reaches every caller of that batch (and
+  only them); the worker carries on with the next batch.
+- **Big calls** (``max_batch`` texts or more) and passages go straight to the inner embedder:
+  they are batches already.
+
+Only one batch is encoded at a time (fast path or worker): the model uses every core for one
+forward pass anyway, and the waiting requests form the next batch meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .base import Embedder
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    arrived: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: np.ndarray | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class BatchingStats:
+    """Counters (read without locking: approximate while requests are running)."""
+
+    calls: int = 0  # encode_queries calls with at least one text
+    direct: int = 0  # encoded on the caller's thread (fast path or big call)
+    batches: int = 0  # batches encoded by the worker
+    batched_requests: int = 0  # requests those batches served
+    batched_texts: int = 0  # distinct texts those batches encoded
+    largest_batch: int = 0
+
+
+class MicroBatchingEmbedder(Embedder):
+    """Wraps ``inner`` so that concurrent ``encode_queries`` calls share forward passes (see the module
+    docstring). ``max_wait_ms``: how long a queued request waits for company; ``max_batch``: most texts
+    in one batch."""
+
+    def __init__(self, inner: Embedder, max_wait_ms: float = 5.0, max_batch: int = 32):
+        self.inner = inner
+        self.max_wait_s = max(0.0, float(max_wait_ms)) / 1000.0
+        self.max_batch = max(1, int(max_batch))
+        self.stats = BatchingStats()
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[_Request] = deque()
+        self._queued_texts = 0
+        self._busy = False  # a batch (fast path or worker) is being encoded
+        self._closed = False
+        self._worker: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    # -- the Embedder interface ------------------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.encode_passages(texts)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        self.stats.calls += 1
+        if len(texts) >= self.max_batch:
+            self.stats.direct += 1
+            return self._encode(texts)
+        with self._cond:
+            self._check_fork()
+            if self._closed:
+                raise RuntimeError("MicroBatchingEmbedder is closed")
+            direct = not self._busy and not self._queue
+            if direct:
+                self._busy = True
+            else:
+                request = _Request(texts, time.monotonic())
+                self._queue.append(request)
+                self._queued_texts += len(texts)
+                self._ensure_worker()
+                self._cond.notify_all()
+        if direct:
+            self.stats.direct += 1
+            try:
+                return self._encode(texts)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        while not request.done.wait(1.0):
+            with self._cond:  # never wait on a worker that is gone (it cannot die, but be sure)
+                if not request.done.is_set() and not self._closed:
+                    self._ensure_worker()
+                if self._closed and not request.done.is_set():
+                    self._fail([request], RuntimeError("MicroBatchingEmbedder was closed"))
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the worker; queued requests fail, later calls raise."""
+        with self._cond:
+            self._closed = True
+            pending = list(self._queue)
+            self._queue.clear()
+            self._queued_texts = 0
+            self._cond.notify_all()
+        self._fail(pending, RuntimeError("MicroBatchingEmbedder was closed"))
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout=5)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = np.asarray(self.inner.encode_queries(texts), dtype=np.float32)
+        if vectors.shape != (len(texts), self.dimension):
+            raise ValueError(f"{self.model_id} returned shape {vectors.shape}, expected {(len(texts), self.dimension)}")
+        return vectors
+
+    def _check_fork(self) -> None:
+        """In a forked child the worker thread does not exist and the queue belongs to the parent."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._queue.clear()
+            self._queued_texts = 0
+            self._busy = False
+            self._worker = None
+
+    def _ensure_worker(self) -> None:
+        """Start the worker if it is not running (caller holds the lock)."""
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._run, name="qa-micro-batcher", daemon=True)
+            self._worker.start()
+
+    def _take_batch(self) -> list[_Request] | None:
+        """Wait for the next batch and take it from the queue (``None``: closed)."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                if not self._queue or self._busy:
+                    self._cond.wait()
+                    continue
+                if self._queued_texts < self.max_batch:
+                    remaining = self._queue[0].arrived + self.max_wait_s - time.monotonic()
+                    if remaining > 0:
+                        self._cond.wait(remaining)
+                        continue
+                batch, size = [], 0
+                while self._queue and (not batch or size + len(self._queue[0].texts) <= self.max_batch):
+                    request = self._queue.popleft()
+                    batch.append(request)
+                    size += len(request.texts)
+                self._queued_texts -= size
+                self._busy = True
+                return batch
+
+    def _run(self) -> None:
+        while True:
+            try:
+                batch = self._take_batch()
+            except BaseException:  # noqa: BLE001 - the worker must outlive anything
+                time.sleep(0.01)
+                continue
+            if batch is None:
+                return
+            try:
+                self._serve(batch)
+            except BaseException as exc:  # noqa: BLE001 - delivered to the callers of this batch
+                self._fail(batch, exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _serve(self, batch: list[_Request]) -> None:
+        unique = list(dict.fromkeys(text for request in batch for text in request.texts))
+        vectors = self._encode(unique)
+        row = {text: i for i, text in enumerate(unique)}
+        for request in batch:
+            request.result = vectors[[row[text] for text in request.texts]]
+        stats = self.stats
+        stats.batches += 1
+        stats.batched_requests += len(batch)
+        stats.batched_texts += len(unique)
+        stats.largest_batch = max(stats.largest_batch, len(unique))
+        for request in batch:
+            request.done.set()
+
+    @staticmethod
+    def _fail(batch: list[_Request], exc: BaseException) -> None:
+        for request in batch:
+            if not request.done.is_set():
+                request.error = exc
+                request.done.set()
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def measure(inner: Embedder, questions: Sequence[str], clients: int, *, max_wait_ms: float = 5.0,
+            max_batch: int = 32, rounds: int = 2) -> dict[str, dict[str, float]]:
+    """``clients`` threads each encoding questions one at a time (``rounds`` passes over ``questions``,
+    split between the threads), straight through ``inner`` and through a micro-batcher: questions/s
+    and per-call latency (p50, p95)."""
+    out = {}
+    for label in ("direct", "micro-batched"):
+        embedder: Embedder = inner
+        batcher = None
+        if label == "micro-batched":
+            embedder = batcher = MicroBatchingEmbedder(inner, max_wait_ms=max_wait_ms, max_batch=max_batch)
+        work = [q for _ in range(rounds) for q in questions]
+        shares = [work[i::clients] for i in range(clients)]
+        latencies: list[float] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(clients + 1)
+
+        def client(share: list[str]) -> None:
+            mine = []
+            barrier.wait()
+            for q in share:
+                started = time.perf_counter()
+                embedder.encode_queries([q])
+                mine.append(time.perf_counter() - started)
+            with lock:
+                latencies.extend(mine)
+
+        threads = [threading.Thread(target=client, args=(share,)) for share in shares]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        started = time.perf_counter()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        lat = np.sort(np.asarray(latencies))
+        out[label] = {"questions_per_s": round(len(work) / elapsed, 2),
+                      "p50_ms": round(float(lat[len(lat) // 2]) * 1000, 1),
+                      "p95_ms": round(float(lat[min(len(lat) - 1, int(len(lat) * 0.95))]) * 1000, 1)}
+        if batcher is not None:
+            s = batcher.stats
+            out[label]["mean_batch"] = round(s.batched_texts / max(s.batches, 1), 2)
+            out[label]["direct_calls"] = s.direct
+            batcher.close()
+    return out
+
+
+def _main() -> None:
+    """``python -c 'from embeddings.batching import _main; _main()' [--clients 1,4,16] [--quantize none|int8]``."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from qa.settings import Settings
+
+    from . import _model_folder
+
+    parser = argparse.ArgumentParser(description="Concurrent question encoding: direct vs micro-batched")
+    parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
+    parser.add_argument("--questions", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--quantize", default=None, help="none | int8 (default: the QA settings)")
+    parser.add_argument("--embedder", default=None, help="sentence-transformers | use-m (default: the QA settings)")
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    settings = Settings()
+    embedder = args.embedder or settings.embedder
+    if embedder == "use-m":
+        from .use_m import UseMEmbedder
+
+        inner: Embedder = UseMEmbedder()
+    else:
+        from .sentence_transformers import SentenceTransformerEmbedder
+
+        inner = SentenceTransformerEmbedder(_model_folder(settings), batch_size=settings.embed_batch_size,
+                                            threads=settings.torch_threads,
+                                            quantize=args.quantize or settings.quantize)
+    with open(args.eval_dir / "xquad" / "questions.jsonl", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    questions = [r["question"] for lang in ("zh", "en") for r in [x for x in rows if x["lang"] == lang][: args.questions // 2]]
+    inner.encode_queries(questions[:4])  # warm-up
+    result = {"model_id": inner.model_id, "max_wait_ms": settings.micro_batch_wait_ms,
+              "max_batch": settings.micro_batch_max, "questions": len(questions) * args.rounds, "clients": {}}
+    for clients in [int(c) for c in args.clients.split(",") if c.strip()]:
+        result["clients"][clients] = measure(inner, questions, clients, max_wait_ms=settings.micro_batch_wait_ms,
+                                             max_batch=settings.micro_batch_max, rounds=args.rounds)
+        print(clients, json.dumps(result["clients"][clients]), flush=True)
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
