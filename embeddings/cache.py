@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import threading
 import unicodedata
@@ -116,6 +117,9 @@ class EmbeddingCache:
             self._conn = None
 
 
+_TRUNCATED = re.compile(r"^(.*)/d(\d+)(.*)$")
+
+
 def normalise_query(text: str) -> str:
     """The form a question is encoded (and cached) in: NFC, whitespace collapsed, trimmed."""
     return " ".join(unicodedata.normalize("NFC", text).split())
@@ -173,6 +177,7 @@ class CachedEmbedder(Embedder):
                 out[i] = vector
             else:
                 missing.setdefault(text, []).append(i)
+        self._fill_from_full_size(model_id, missing, out)
         done = len(texts) - sum(len(rows) for rows in missing.values())
         self._report(done, len(texts))
         todo = sorted(missing, key=len, reverse=True)
@@ -185,6 +190,24 @@ class CachedEmbedder(Embedder):
                 done += len(missing[text])
             self._report(done, len(texts))
         return out
+
+    def _fill_from_full_size(self, model_id: str, missing: dict[str, list[int]], out: np.ndarray) -> None:
+        """A Matryoshka-truncated model (``…/d<N>``) reuses the cached full-size vectors: truncating and
+        re-normalising them gives exactly what the truncated model computes."""
+        match = _TRUNCATED.match(model_id)
+        if not match or not missing:
+            return
+        base = match.group(1) + match.group(3)
+        texts = list(missing)
+        found = [(t, v) for t, v in zip(texts, self.cache.get_many(base, texts)) if v is not None]
+        if not found:
+            return
+        dim = self.dimension
+        vectors = np.stack([v[:dim] for _, v in found]).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        self.cache.put_many(model_id, [t for t, _ in found], vectors)
+        for (text, _), vector in zip(found, vectors):
+            out[missing.pop(text)] = vector
 
     def _report(self, done: int, total: int) -> None:
         if self.on_progress is not None:

@@ -17,6 +17,7 @@ import pytest
 import embeddings.fetch as fetch
 from embeddings import (
     CachedEmbedder,
+    Embedder,
     EmbeddingCache,
     ModelNotInstalledError,
     ModelVerificationError,
@@ -337,3 +338,24 @@ def test_embeddinggemma_loads_offline_with_prompts():
     assert float(q[0] @ p[0]) < 0.99  # different prompts, different vectors
     assert float(p[0] @ p[1]) > float(p[0] @ gemma.encode_passages([PASSAGES[2]])[0])
     assert gemma.count_tokens(text) > 3
+
+
+class _TruncatedOnly(Embedder):
+    """A truncated model whose encoder must not run: its vectors come from the full-size cache."""
+
+    model_id = "toy@0000/d2"
+    dimension = 2
+
+    def encode_queries(self, texts):
+        raise AssertionError("encoder called")
+
+    encode_passages = encode_queries
+
+
+def test_truncated_model_reuses_full_size_cached_vectors(tmp_path):
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    full = np.array([[3.0, 4.0, 12.0]], dtype=np.float32) / 13.0
+    cache.put_many("toy@0000", ["hello"], full)
+    got = CachedEmbedder(_TruncatedOnly(), cache).encode_passages(["hello"])
+    assert np.allclose(got, [[0.6, 0.8]])
+    assert cache.get_many("toy@0000/d2", ["hello"])[0] is not None
