@@ -74,7 +74,7 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
     pools: dict[str, list[dict]] = {}
     runs: list[Run] = []
     want_xq = benchmark in ("xquad", "mixed", "all", "noanswer")
-    want_cm = benchmark in ("cmrc2018", "mixed", "all", "noanswer")
+    want_cm = benchmark in ("cmrc2018", "mixed", "all", "noanswer")  # noanswer: CMRC questions only
     xq_p = _read_jsonl(xq_dir / "passages.jsonl") if want_xq else []
     xq_q = _read_jsonl(xq_dir / "questions.jsonl") if want_xq else []
     cm_p = _read_jsonl(cm_dir / "passages.jsonl") if want_cm else []
@@ -100,15 +100,24 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
             runs.append(Run(f"mixed xquad-{src}", "mixed", None, qs))
         runs.append(Run("mixed cmrc2018", "mixed", None, cm_questions))
     if benchmark in ("noanswer", "all"):
+        # Out-of-corpus questions: every other XQuAD article is left out of a pool and its questions
+        # (both languages) are asked against it; CMRC questions are asked against XQuAD.
+        titles = sorted({p["title"] for p in xq_p})
+        left_out = set(titles[1::2])
         pools.setdefault("xquad", xq_p)
-        pools.setdefault("cmrc2018", cm_p)
+        pools["xquad-half"] = [p for p in xq_p if p["title"] not in left_out]
+        title_of = {p["id"]: p["title"] for p in xq_p}
         if benchmark == "noanswer":
-            runs += [xq("zh", "zh"), xq("en", "en"), xq("en", "zh"), xq("zh", "en"),
-                     Run("cmrc2018 zh→zh", "cmrc2018", None, cm_questions)]
+            runs += [xq("zh", "zh"), xq("en", "en"), xq("en", "zh"), xq("zh", "en")]
         for src in ("zh", "en"):
-            qs = [Question(q["id"], q["question"], src, set(), []) for q in xq_q if q["lang"] == src]
-            runs.append(Run(f"out-of-corpus xquad-{src} → cmrc", "cmrc2018", None, qs, answerable=False))
+            qs = [Question(q["id"], q["question"], src, set(), []) for q in xq_q
+                  if q["lang"] == src and title_of[q["gold_by_lang"][src][0]] in left_out]
+            runs.append(Run(f"out-of-corpus xquad-{src} → other articles", "xquad-half", None, qs, answerable=False))
         runs.append(Run("out-of-corpus cmrc → xquad", "xquad", None, cm_questions, answerable=False))
+        if benchmark == "all":
+            for src in ("zh", "en"):
+                qs = [Question(q["id"], q["question"], src, set(), []) for q in xq_q if q["lang"] == src]
+                runs.append(Run(f"out-of-corpus xquad-{src} → cmrc", "cmrc2018", None, qs, answerable=False))
     if not runs:
         raise ValueError(f"unknown benchmark {benchmark!r}: use xquad, cmrc2018, mixed, noanswer or all")
     return pools, runs
