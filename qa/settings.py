@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     # Retrieval
     candidates: int = Field(50, description="Candidates each retrieval leg contributes before fusion.")
     lexical_weight: float = Field(0.15, description="Weight of the BM25 leg (same-language passages only).")
-    sentence_weight: float = Field(0.5, description="Share of the best-sentence similarity in the semantic score.")
+    sentence_weight: float = Field(0.6, description="Share of the best-sentence similarity in the semantic score.")
     cross_weight: float = Field(0.1, description="Weight of cross-language matches: numbers, Latin-script words, pinyin of names.")
     rerank_depth: int = Field(20, description="Fused candidates re-scored by the sentence-level second stage.")
     answerable_threshold: float | None = Field(

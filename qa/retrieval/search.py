@@ -28,7 +28,7 @@ from qa.text.tokenize import passage_tokens, tokenize, cross_language_query
 @dataclass(frozen=True)
 class FusionWeights:
     lexical: float = 0.15  # weight of the (query-normalised) BM25 score, same-language passages only
-    sentence: float = 0.5  # share of the best-sentence similarity in the semantic score
+    sentence: float = 0.6  # share of the best-sentence similarity in the semantic score
     cross: float = 0.1  # weight of cross-language matches (numbers, Latin words, pinyin of names)
     rerank_depth: int = 20  # fused candidates re-scored by the second stage
 
