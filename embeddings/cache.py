@@ -117,6 +117,18 @@ class EmbeddingCache:
             self._conn = None
 
 
+def _length_batches(texts_longest_first: list[str], size: int) -> list[list[str]]:
+    """Batches of at most ``size`` texts of similar length: a batch closes when a text is under half
+    as long as its first, so a long passage is never padded together with short sentences."""
+    batches: list[list[str]] = []
+    for text in texts_longest_first:
+        if batches and len(batches[-1]) < size and 2 * len(text) >= len(batches[-1][0]):
+            batches[-1].append(text)
+        else:
+            batches.append([text])
+    return batches
+
+
 _TRUNCATED = re.compile(r"^(.*)/d(\d+)(.*)$")
 
 
@@ -181,8 +193,7 @@ class CachedEmbedder(Embedder):
         done = len(texts) - sum(len(rows) for rows in missing.values())
         self._report(done, len(texts))
         todo = sorted(missing, key=len, reverse=True)
-        for start in range(0, len(todo), self.batch_size):
-            batch = todo[start : start + self.batch_size]
+        for batch in _length_batches(todo, self.batch_size):
             vectors = self._checked(self.inner.encode_passages(batch), len(batch))
             self.cache.put_many(model_id, batch, vectors)
             for text, vector in zip(batch, vectors):

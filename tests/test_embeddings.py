@@ -91,8 +91,9 @@ def test_passage_cache_encodes_each_text_once(counting, tmp_path):
     embedder = _cached(counting, tmp_path)
     first = embedder.encode_passages(PASSAGES)
     assert sorted(t for call in counting.passage_calls for t in call) == sorted(PASSAGES)
+    calls = len(counting.passage_calls)
     again = embedder.encode_passages(PASSAGES)
-    assert len(counting.passage_calls) == 1  # all hits
+    assert len(counting.passage_calls) == calls  # all hits
     np.testing.assert_array_equal(first, again)
     np.testing.assert_allclose(first, UseMEmbedder.encode_passages(counting, PASSAGES), atol=1e-6)
 
@@ -359,3 +360,11 @@ def test_truncated_model_reuses_full_size_cached_vectors(tmp_path):
     got = CachedEmbedder(_TruncatedOnly(), cache).encode_passages(["hello"])
     assert np.allclose(got, [[0.6, 0.8]])
     assert cache.get_many("toy@0000/d2", ["hello"])[0] is not None
+
+
+def test_batches_group_texts_of_similar_length():
+    from embeddings.cache import _length_batches
+
+    texts = ["x" * 400, "x" * 300, "x" * 60, "x" * 50, "x" * 40, "x" * 10]
+    assert _length_batches(texts, 8) == [texts[:2], texts[2:5], texts[5:]]
+    assert _length_batches(["a"] * 5, 2) == [["a", "a"], ["a", "a"], ["a"]]
