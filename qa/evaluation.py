@@ -318,7 +318,8 @@ def calibrate(eval_dir: Path, settings: Settings, *, limit: int | None = None, c
     cal = Calibration(weights=weights, bias=bias)
     conf_pos = np.array([cal.confidence(f) for f, a in samples if a])
     conf_neg = np.array([cal.confidence(f) for f, a in samples if not a])
-    threshold = float(np.quantile(conf_pos, max_answerable_flagged))
+    # Flag (strictly below the threshold) at most that share of the answerable questions.
+    threshold = float(np.sort(conf_pos)[int(max_answerable_flagged * len(conf_pos))])
     report = {
         "threshold": threshold,
         "answerable_questions": int(len(conf_pos)),
@@ -328,7 +329,8 @@ def calibrate(eval_dir: Path, settings: Settings, *, limit: int | None = None, c
         "unanswerable_precision": float((conf_neg < threshold).sum() / max(1, (conf_neg < threshold).sum()
                                                                           + (conf_pos < threshold).sum())),
         "unanswerable_recall": float((conf_neg < threshold).mean()),
-        "data": "XQuAD zh/en (4 directions) + CMRC 2018 dev in-corpus; XQuAD→CMRC and CMRC→XQuAD out-of-corpus",
+        "data": "in corpus: XQuAD zh/en, 4 directions; out of corpus: questions on XQuAD articles left out "
+                "of the pool (zh and en), and CMRC 2018 dev questions against XQuAD",
     }
     path = path or CALIBRATION_FILE
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
