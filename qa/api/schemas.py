@@ -134,4 +134,6 @@ class HealthOut(BaseModel):
     model: str | None
     passages: int | None
     documents: int | None
+    answerable_threshold: float | None = Field(
+        None, description="Confidence at or above which a search result is marked answerable.")
     error: str | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
-FEATURES = ("dense_top", "sentence_top", "margin", "coverage", "same_lang")
+FEATURES = ("dense_top", "sentence_top", "margin", "peak", "coverage", "same_lang")
 
 
 def model_key(model_id: str) -> str:

@@ -159,7 +159,11 @@ class SearchService:
         if same_lang and query_tokens:
             words = set(passage_tokens(top.section, top.text, top.lang))
             coverage = self.corpus.lexical.coverage(query_tokens, words, query_lang)
+        by_sentence = sorted((c.get("sentence", c["dense"]) for _, c in ordered), reverse=True)
         return {
+            # How far the best match stands out from the next ones: a question one paragraph answers
+            # peaks; a question on the corpus's general topic (or on nothing in it) stays flat.
+            "peak": by_sentence[0] - (sum(by_sentence[1:10]) / len(by_sentence[1:10]) if len(by_sentence) > 1 else 0.0),
             "dense_top": max(c["dense"] for _, c in ordered),
             "sentence_top": max(c.get("sentence", c["dense"]) for _, c in ordered),
             "margin": first["score"] - second["score"],
