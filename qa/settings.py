@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     lexical_weight: float = Field(0.15, description="Weight of the BM25 leg (same-language passages only).")
     sentence_weight: float = Field(0.6, description="Share of the best-sentence similarity in the semantic score.")
     cross_weight: float = Field(0.1, description="Weight of cross-language matches: numbers, Latin-script words, pinyin of names.")
+    evidence_join_margin: float = Field(
+        0.1, description="A sentence next to the best one joins the evidence when it scores within this margin.")
     rerank_depth: int = Field(20, description="Fused candidates re-scored by the sentence-level second stage.")
     answerable_threshold: float | None = Field(
         None, description="Confidence at or above which a question counts as answerable (default: the calibrated one).")

@@ -77,7 +77,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     corpus = Corpus(settings.data_dir, embedder.model_id, embedder.dimension, settings)
     ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars)
     search = ThreadLimitedSearch(
-        corpus, embedder, EvidenceSelector(),
+        corpus, embedder, EvidenceSelector(join_margin=settings.evidence_join_margin),
         Calibration.load(embedder.model_id), candidates=settings.candidates,
         weights=FusionWeights(lexical=settings.lexical_weight, sentence=settings.sentence_weight,
                               cross=settings.cross_weight, rerank_depth=settings.rerank_depth),
