@@ -89,6 +89,10 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
     if benchmark in ("xquad", "all"):
         pools["xquad"] = xq_p
         runs += [xq("zh", "zh"), xq("en", "en"), xq("en", "zh"), xq("zh", "en")]
+        for src in ("zh", "en"):  # both languages in one pool: either language's paragraph counts
+            qs = [Question(q["id"], q["question"], src, set(q["gold_passage_ids"]), q["answers"])
+                  for q in xq_q if q["lang"] == src]
+            runs.append(Run(f"xquad {src}→zh+en pool", "xquad", None, qs))
     if benchmark in ("cmrc2018", "all"):
         pools["cmrc2018"] = cm_p
         runs.append(Run("cmrc2018 zh→zh", "cmrc2018", None, cm_questions))

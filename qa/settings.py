@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     torch_threads: int = 2
     embedding_dim: int | None = Field(None, description="Matryoshka truncation (e.g. 512, 256); None keeps the full size.")
     quantize: Literal["none", "int8"] = Field(
-        "none", description="int8: dynamically quantised Linear layers (model id gets /int8; own caches and indexes).")
+        "int8", description="EmbeddingGemma in int8 (dynamically quantised Linear layers; model id gets /int8, so "
+        "caches and indexes are its own) or none (fp32). XQuAD R@1 within 0.01 of fp32; ignored by use-m.")
     micro_batching: bool = Field(True, description="Encode concurrent questions together in one forward pass.")
     micro_batch_wait_ms: float = Field(5.0, description="How long a micro-batch waits for more questions.")
     micro_batch_max: int = Field(32, description="Most questions in one micro-batch.")
@@ -51,9 +52,9 @@ class Settings(BaseSettings):
 
     # Retrieval
     candidates: int = Field(50, description="Candidates each retrieval leg contributes before fusion.")
-    lexical_weight: float = Field(0.15, description="Weight of the BM25 leg (same-language passages only).")
+    lexical_weight: float = Field(0.3, description="Weight of the BM25 leg (same-language passages only).")
     sentence_weight: float = Field(0.6, description="Share of the best-sentence similarity in the semantic score.")
-    cross_weight: float = Field(0.1, description="Weight of cross-language matches: numbers, Latin-script words, pinyin of names.")
+    cross_weight: float = Field(0.2, description="Weight of cross-language matches: numbers, Latin-script words, pinyin of names.")
     evidence_join_margin: float = Field(
         0.1, description="A sentence next to the best one joins the evidence when it scores within this margin.")
     rerank_depth: int = Field(20, description="Fused candidates re-scored by the sentence-level second stage.")

@@ -84,6 +84,15 @@ class LexicalIndex:
         top = top[np.argsort(-scores[top])]
         return [(int(index.rowids[i]), float(scores[i])) for i in top if scores[i] > 0]
 
+    def strength(self, tokens: list[str], lang: str) -> float:
+        """What a passage holding each of ``tokens`` once would score (the sum of their IDFs, words the
+        corpus never uses at the maximum): BM25 scores divided by it are comparable across questions."""
+        with self._lock:
+            index = self._by_lang.get(lang)
+        if index is None or not tokens:
+            return 0.0
+        return float(index.idf(tokens).sum())
+
     def coverage(self, query_tokens: list[str], passage_tokens: set[str], lang: str) -> float:
         """IDF-weighted share of the question's words that the passage contains (0 for another language).
 

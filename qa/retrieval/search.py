@@ -2,8 +2,9 @@
 → confidence → evidence.
 
 - Lexical evidence only counts where the question and the passage share a language (BM25 across
-  languages is noise); the dense leg carries cross-lingual questions. BM25 scores are scaled by the
-  best score of the same query, so fusion stays comparable whatever the corpus size or language mix.
+  languages is noise); the dense leg carries cross-lingual questions. BM25 scores are divided by what
+  a passage holding every question word would score, so fusion stays comparable across questions,
+  corpus sizes and language mixes.
 - Second stage: the best fused candidates are re-scored with their sentences' vectors (same model,
   stored at ingest): a question usually matches one sentence of its paragraph more sharply than the
   paragraph as a whole. The best sentence is also the evidence.
@@ -27,9 +28,9 @@ from qa.text.tokenize import passage_tokens, tokenize, cross_language_query
 
 @dataclass(frozen=True)
 class FusionWeights:
-    lexical: float = 0.15  # weight of the (query-normalised) BM25 score, same-language passages only
+    lexical: float = 0.3  # weight of the (query-normalised) BM25 score, same-language passages only
     sentence: float = 0.6  # share of the best-sentence similarity in the semantic score
-    cross: float = 0.1  # weight of cross-language matches (numbers, Latin words, pinyin of names)
+    cross: float = 0.2  # weight of cross-language matches (numbers, Latin words, pinyin of names)
     rerank_depth: int = 20  # fused candidates re-scored by the second stage
 
 
@@ -100,26 +101,30 @@ class SearchService:
         fused: Scored = {int(i): {"dense": float(s), "lexical": 0.0} for s, i in zip(scores[0], ids[0])}
         lexical = self.corpus.lexical
         other_lang = "en" if query_lang == "zh" else "zh"
-        self._add_sparse_leg(fused, "lexical", lexical.search(tokens, query_lang, self.candidates, allowed), qvec)
-        self._add_sparse_leg(fused, "cross", lexical.search(
-            cross_language_query(query, query_lang), other_lang, self.candidates, allowed), qvec)
+        cross_tokens = cross_language_query(query, query_lang)
+        self._add_sparse_leg(fused, "lexical", lexical.search(tokens, query_lang, self.candidates, allowed),
+                             lexical.strength(tokens, query_lang), qvec)
+        self._add_sparse_leg(fused, "cross", lexical.search(cross_tokens, other_lang, self.candidates, allowed),
+                             lexical.strength(cross_tokens, other_lang), qvec)
         for comp in fused.values():
             comp["sentence"] = comp["dense"]
             comp["score"] = self._combine(comp)
         return fused
 
-    def _add_sparse_leg(self, fused: Scored, name: str, hits: list[tuple[int, float]], qvec: np.ndarray) -> None:
-        """Merge BM25 hits as component ``name`` (scaled by the query's best score); new candidates get
-        their dense score from the stored vectors."""
-        if not hits:
+    def _add_sparse_leg(self, fused: Scored, name: str, hits: list[tuple[int, float]], strength: float,
+                        qvec: np.ndarray) -> None:
+        """Merge BM25 hits as component ``name``, scaled by what a passage holding every question word
+        would score (so a weak best match stays weak: in a mixed-language corpus the question's own
+        language gets no bonus for merely sharing a few words); new candidates get their dense score
+        from the stored vectors."""
+        if not hits or strength <= 0:
             return
         missing = [rowid for rowid, _ in hits if rowid not in fused]
         if missing:
             for rowid, vec in zip(missing, self.corpus.vectors.reconstruct(missing)):
                 fused[rowid] = {"dense": float(vec @ qvec), "lexical": 0.0}
-        best = hits[0][1]
         for rowid, bm25 in hits:
-            fused[rowid][name] = bm25 / best
+            fused[rowid][name] = min(1.0, bm25 / strength)
             fused[rowid][f"{name}_bm25"] = bm25
 
     def _combine(self, comp: dict[str, float]) -> float:
