@@ -34,7 +34,7 @@ class Corpus:
         self._check_model(model_id, dimension)
         self.vectors = VectorIndex.open(
             self.data_dir, dimension, model_id, approximate_threshold=settings.approximate_threshold,
-            hnsw_m=settings.hnsw_m, ef_search=settings.hnsw_ef_search,
+            hnsw_m=settings.hnsw_m, ef_search=settings.hnsw_ef_search, hnsw_sq8=settings.hnsw_sq8,
         )
         self.lexical = LexicalIndex.load(self.data_dir) or LexicalIndex()
         self._write_lock = threading.RLock()
