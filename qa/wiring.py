@@ -72,13 +72,27 @@ class ThreadLimitedSearch(SearchService):
         return super().rank(*args, **kwargs)
 
 
+def load_calibration(model_id: str) -> Calibration:
+    """The answerable calibration fitted for ``model_id``. An int8 model that has none yet borrows the
+    one of its fp32 twin (same weights; vectors at cosine ~0.99, so the confidence features barely move);
+    ``QA_QUANTIZE=int8 qa eval calibrate`` fits its own."""
+    calibration = Calibration.load(model_id)
+    if not calibration.report and model_id.endswith("/int8"):
+        twin = Calibration.load(model_id.removesuffix("/int8"))
+        if twin.report:
+            log.info("no calibration fitted for %s: using the fp32 one", model_id)
+            twin.model_id = model_id
+            return twin
+    return calibration
+
+
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
     embedder = embedder or create_embedder(settings)
     corpus = Corpus(settings.data_dir, embedder.model_id, embedder.dimension, settings)
     ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars)
     search = ThreadLimitedSearch(
         corpus, embedder, EvidenceSelector(join_margin=settings.evidence_join_margin),
-        Calibration.load(embedder.model_id), candidates=settings.candidates,
+        load_calibration(embedder.model_id), candidates=settings.candidates,
         weights=FusionWeights(lexical=settings.lexical_weight, sentence=settings.sentence_weight,
                               cross=settings.cross_weight, rerank_depth=settings.rerank_depth),
         answerable_threshold=settings.answerable_threshold,

@@ -1,0 +1,258 @@
+"""Micro-batching of question encoding (real USE-m model) and the int8 EmbeddingGemma (slow)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from embeddings import CachedEmbedder, MicroBatchingEmbedder, create_embedder
+from embeddings.use_m import UseMEmbedder
+from qa.settings import Settings
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "法国的首都是哪里？",
+    "How many points did the Panthers defense give up?",
+    "黑豹队的防守丢了多少分？",
+    "Who wrote the theory of relativity?",
+    "相对论是谁提出的？",
+    "When did the Ming dynasty end?",
+    "明朝是哪一年灭亡的？",
+    "What does photosynthesis produce?",
+    "光合作用产生什么？",
+    "Which river is the longest in China?",
+    "中国最长的河流是哪一条？",
+    "How tall is Mount Everest?",
+    "珠穆朗玛峰有多高？",
+    "Where was the 2008 Olympics held?",
+    "2008年奥运会在哪里举行？",
+]
+
+
+class RecordingUseM(UseMEmbedder):
+    """The real USE-m model, recording the size of every forward call; ``slow_s`` makes each call
+    take at least that long (so concurrent callers pile up), ``fail_next`` makes the next call raise."""
+
+    def __init__(self, slow_s: float = 0.0):
+        super().__init__()
+        self.slow_s = slow_s
+        self.batch_sizes: list[int] = []
+        self.fail_next = False
+        self.entered = threading.Event()
+        self._record = threading.Lock()
+
+    def encode_queries(self, texts):
+        with self._record:
+            self.batch_sizes.append(len(texts))
+            fail, self.fail_next = self.fail_next, False
+        self.entered.set()
+        if self.slow_s:
+            time.sleep(self.slow_s)
+        if fail:
+            raise RuntimeError("inner encoder failed")
+        return super().encode_queries(texts)
+
+
+@pytest.fixture(scope="module")
+def model() -> RecordingUseM:
+    """One real USE-m (loading takes seconds), shared by the tests; ``inner`` resets its knobs."""
+    return RecordingUseM()
+
+
+@pytest.fixture
+def inner(model: RecordingUseM) -> RecordingUseM:
+    model.slow_s, model.fail_next = 0.0, False
+    model.batch_sizes.clear()
+    model.entered.clear()
+    return model
+
+
+@pytest.fixture(scope="module")
+def reference(model: RecordingUseM) -> np.ndarray:
+    """Each question encoded alone by the plain model."""
+    return np.vstack([UseMEmbedder.encode_queries(model, [q]) for q in QUESTIONS])
+
+
+def _concurrently(fn, items, threads=16):
+    barrier = threading.Barrier(threads)
+
+    def call(item):
+        barrier.wait()
+        return fn(item)
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(call, items))
+
+
+def test_concurrent_callers_get_their_own_rows(inner, reference):
+    inner.slow_s = 0.05
+    batcher = MicroBatchingEmbedder(inner, max_wait_ms=5, max_batch=32)
+    try:
+        results = _concurrently(lambda q: batcher.encode_queries([q]), QUESTIONS)
+        for question, got, want in zip(QUESTIONS, results, reference):
+            assert got.shape == (1, 512) and got.dtype == np.float32, question
+            assert np.allclose(got[0], want, atol=1e-5), question
+        # 16 calls, far fewer forward passes: batches really formed, and every text encoded once.
+        assert sum(inner.batch_sizes) == len(QUESTIONS)
+        assert len(inner.batch_sizes) < len(QUESTIONS) // 2
+        assert max(inner.batch_sizes) > 1
+        assert batcher.stats.batches >= 1 and batcher.stats.largest_batch == max(inner.batch_sizes)
+    finally:
+        batcher.close()
+
+
+def test_multi_text_calls_and_duplicates_are_split_back(inner, reference):
+    inner.slow_s = 0.05
+    batcher = MicroBatchingEmbedder(inner, max_wait_ms=20, max_batch=32)
+    calls = [[QUESTIONS[i], QUESTIONS[(i + 1) % 16], QUESTIONS[i]] for i in range(16)]
+    try:
+        results = _concurrently(batcher.encode_queries, calls)
+        for i, got in enumerate(results):
+            assert got.shape == (3, 512)
+            assert np.allclose(got, reference[[i, (i + 1) % 16, i]], atol=1e-5)
+        assert sum(inner.batch_sizes) < 3 * 16  # duplicates (within and across callers) encoded once per batch
+        assert all(size <= 32 for size in inner.batch_sizes)
+        assert max(inner.batch_sizes) > 3
+    finally:
+        batcher.close()
+
+
+def test_max_batch_caps_each_forward_pass(inner):
+    inner.slow_s = 0.05
+    batcher = MicroBatchingEmbedder(inner, max_wait_ms=50, max_batch=4)
+    try:
+        _concurrently(lambda q: batcher.encode_queries([q]), QUESTIONS)
+        assert all(size <= 4 for size in inner.batch_sizes)
+        assert sum(inner.batch_sizes) == len(QUESTIONS)
+    finally:
+        batcher.close()
+
+
+def test_an_error_reaches_every_caller_of_its_batch_and_the_next_call_works(inner, reference):
+    inner.slow_s = 0.2
+    batcher = MicroBatchingEmbedder(inner, max_wait_ms=5, max_batch=32)
+    try:
+        # A first call occupies the model; eight more queue behind it and form one batch, which fails.
+        first = threading.Thread(target=batcher.encode_queries, args=([QUESTIONS[0]],))
+        first.start()
+        assert inner.entered.wait(5)
+        with inner._record:
+            inner.fail_next = True
+        outcomes: list[object] = [None] * 8
+
+        def call(i: int) -> None:
+            try:
+                outcomes[i] = batcher.encode_queries([QUESTIONS[i + 1]])
+            except RuntimeError as exc:
+                outcomes[i] = exc
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        first.join(10)
+        assert not any(t.is_alive() for t in threads) and not first.is_alive()
+        assert inner.batch_sizes[:2] == [1, 8]
+        assert all(isinstance(o, RuntimeError) and "inner encoder failed" in str(o) for o in outcomes)
+        # The worker survives: queued and direct calls work again.
+        inner.slow_s = 0.0
+        again = _concurrently(lambda q: batcher.encode_queries([q]), QUESTIONS[:8], threads=8)
+        for got, want in zip(again, reference[:8]):
+            assert np.allclose(got[0], want, atol=1e-5)
+    finally:
+        batcher.close()
+
+
+def test_an_error_on_the_direct_path_reaches_its_caller_only(inner):
+    batcher = MicroBatchingEmbedder(inner)
+    try:
+        inner.fail_next = True
+        with pytest.raises(RuntimeError, match="inner encoder failed"):
+            batcher.encode_queries(["one question"])
+        assert batcher.encode_queries(["one question"]).shape == (1, 512)
+    finally:
+        batcher.close()
+
+
+def test_single_client_pays_almost_nothing(inner, reference):
+    batcher = MicroBatchingEmbedder(inner, max_wait_ms=50, max_batch=32)  # any wait would show
+    try:
+        for q in QUESTIONS[:4]:  # warm up both paths
+            inner.encode_queries([q])
+            batcher.encode_queries([q])
+        direct, batched = [], []
+        for _ in range(5):
+            for q in QUESTIONS:
+                t = time.perf_counter()
+                inner.encode_queries([q])
+                direct.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                batcher.encode_queries([q])
+                batched.append(time.perf_counter() - t)
+        # A lone caller never waits max_wait_ms: it encodes on its own thread at once.
+        assert batcher.stats.batches == 0 and batcher.stats.direct == batcher.stats.calls
+        # Timings on a shared machine are noisy: the best call shows the cost, the median shows no waits.
+        best = min(batched) - min(direct)
+        typical = float(np.median(batched) - np.median(direct))
+        assert best < 0.001 and typical < 0.01, f"overhead: best {best * 1000:.2f} ms, median {typical * 1000:.2f} ms"
+    finally:
+        batcher.close()
+
+
+def test_passages_and_big_calls_go_straight_through(inner):
+    batcher = MicroBatchingEmbedder(inner, max_batch=4)
+    try:
+        assert batcher.encode_passages(QUESTIONS[:3]).shape == (3, 512)
+        assert batcher.encode_queries(QUESTIONS[:6]).shape == (6, 512)
+        assert batcher.encode_queries([]).shape == (0, 512)
+        assert inner.batch_sizes == [6] and batcher.stats.batches == 0
+        assert batcher.model_id == "use-m-v3" and batcher.dimension == 512
+    finally:
+        batcher.close()
+
+
+def test_closed_batcher_refuses_calls(inner):
+    batcher = MicroBatchingEmbedder(inner)
+    batcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.encode_queries(["a question"])
+
+
+def test_factory_puts_the_batcher_inside_the_cache(tmp_path):
+    embedder = create_embedder(Settings(embedder="use-m", cache_dir=tmp_path))
+    assert isinstance(embedder, CachedEmbedder) and isinstance(embedder.inner, MicroBatchingEmbedder)
+    assert embedder.model_id == "use-m-v3"
+    plain = create_embedder(Settings(embedder="use-m", cache_dir=tmp_path, micro_batching=False))
+    assert isinstance(plain.inner, UseMEmbedder)
+    # Cached questions never reach the batcher.
+    embedder.encode_queries(["a question"])
+    calls = embedder.inner.stats.calls
+    embedder.encode_queries(["a question"])
+    assert embedder.inner.stats.calls == calls
+
+
+# --------------------------------------------------------------------------- int8 EmbeddingGemma (real)
+
+
+@pytest.mark.slow
+def test_int8_embeddinggemma_has_its_own_id_and_close_vectors():
+    folder = Settings().models_dir / "embeddinggemma-300m"
+    if not folder.is_dir():
+        pytest.skip(f"EmbeddingGemma is not installed in {folder} (run `qa models fetch`)")
+    from embeddings.sentence_transformers import SentenceTransformerEmbedder
+
+    fp32 = SentenceTransformerEmbedder(folder)
+    int8 = SentenceTransformerEmbedder(folder, quantize="int8")
+    assert int8.model_id == fp32.model_id + "/int8" and int8.dimension == fp32.dimension
+    sentences = QUESTIONS[:4] + ["黑豹队的防守只丢了308分，在联赛中排名第六。",
+                                 "Photosynthesis converts light energy into chemical energy stored in glucose."]
+    for verb in ("encode_queries", "encode_passages"):
+        a, b = getattr(fp32, verb)(sentences), getattr(int8, verb)(sentences)
+        assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+        cosines = (a * b).sum(axis=1)
+        assert cosines.min() > 0.95, (verb, cosines)
