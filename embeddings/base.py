@@ -37,3 +37,21 @@ class Embedder(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens the model would see for ``text`` (backends with a tokenizer override this)."""
         return max(1, len(text) // 2)
+
+
+class WrappingEmbedder(Embedder):
+    """An embedder that adds behaviour around another (caching, batching): identity, size and token
+    counts are the wrapped model's."""
+
+    inner: Embedder
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import Embedder
+from .base import Embedder, WrappingEmbedder
 
 
 @dataclass
@@ -58,7 +58,7 @@ class BatchingStats:
     largest_batch: int = 0
 
 
-class MicroBatchingEmbedder(Embedder):
+class MicroBatchingEmbedder(WrappingEmbedder):
     """Wraps ``inner`` so that concurrent ``encode_queries`` calls share forward passes (see the module
     docstring). ``max_wait_ms``: how long a queued request waits for company; ``max_batch``: most texts
     in one batch."""
@@ -77,17 +77,6 @@ class MicroBatchingEmbedder(Embedder):
         self._pid = os.getpid()
 
     # -- the Embedder interface ------------------------------------------------------------------
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self.inner.encode_passages(texts)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Embedder
+from .base import Embedder, WrappingEmbedder
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vectors (
@@ -137,7 +137,7 @@ def normalise_query(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
-class CachedEmbedder(Embedder):
+class CachedEmbedder(WrappingEmbedder):
     """Wraps an embedder so passages already embedded (by any process) are never encoded again.
 
     Passages: looked up in the :class:`EmbeddingCache`; the missing ones are encoded in batches of
@@ -159,17 +159,6 @@ class CachedEmbedder(Embedder):
         self._query_cache_size = query_cache_size
         self._query_lock = threading.Lock()
         self.persist_queries = False
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
 
     def _checked(self, vectors: np.ndarray, n: int) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float32)
