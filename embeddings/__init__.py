@@ -77,6 +77,7 @@ def create_embedder(settings: Settings | None = None) -> Embedder:
             batch_size=settings.embed_batch_size,
             threads=settings.torch_threads,
             quantize=settings.quantize,
+            contextual_spans=settings.sentence_vectors == "contextual",
         )
     else:
         raise ValueError(f"unknown embedder {settings.embedder!r}")

@@ -34,6 +34,27 @@ class Embedder(ABC):
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Encode passages: shape (len(texts), dimension), float32, rows L2-normalised."""
 
+    @property
+    def contextual_spans(self) -> bool:
+        """Whether :meth:`encode_passages_with_spans` pools spans from the passage's own forward pass."""
+        return False
+
+    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+                                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Passage vectors, and for each passage one vector per ``(start, end)`` character span of it.
+
+        This default encodes every span as a passage of its own; backends that can pool spans from
+        the passage's forward pass override it (and say so in :attr:`contextual_spans`).
+        """
+        texts = list(texts)
+        pieces = [text[s:e] for text, own in zip(texts, spans) for s, e in own]
+        vectors = self.encode_passages(texts + pieces)
+        out, cursor = [], len(texts)
+        for own in spans:
+            out.append(vectors[cursor : cursor + len(own)])
+            cursor += len(own)
+        return vectors[: len(texts)], out
+
     def count_tokens(self, text: str) -> int:
         """Tokens the model would see for ``text`` (backends with a tokenizer override this)."""
         return max(1, len(text) // 2)
@@ -52,6 +73,16 @@ class WrappingEmbedder(Embedder):
     @property
     def dimension(self) -> int:
         return self.inner.dimension
+
+    @property
+    def contextual_spans(self) -> bool:
+        return self.inner.contextual_spans
+
+    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+                                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+        if not self.contextual_spans:  # spans are plain passages: let this wrapper's encode_passages see them
+            return super().encode_passages_with_spans(texts, spans)
+        return self.inner.encode_passages_with_spans(texts, spans)
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)

@@ -117,16 +117,22 @@ class EmbeddingCache:
             self._conn = None
 
 
-def _length_batches(texts_longest_first: list[str], size: int) -> list[list[str]]:
-    """Batches of at most ``size`` texts of similar length: a batch closes when a text is under half
-    as long as its first, so a long passage is never padded together with short sentences."""
-    batches: list[list[str]] = []
-    for text in texts_longest_first:
-        if batches and len(batches[-1]) < size and 2 * len(text) >= len(batches[-1][0]):
-            batches[-1].append(text)
+def _length_batches(items_longest_first: list, size: int, key: Callable = len) -> list[list]:
+    """Batches of at most ``size`` texts of similar length (``key`` gives the length): a batch closes
+    when a text is under half as long as its first, so a long passage is never padded together with
+    short sentences."""
+    batches: list[list] = []
+    for item in items_longest_first:
+        if batches and len(batches[-1]) < size and 2 * key(item) >= key(batches[-1][0]):
+            batches[-1].append(item)
         else:
-            batches.append([text])
+            batches.append([item])
     return batches
+
+
+def _span_key(text: str, start: int, end: int) -> str:
+    """The cache key of a span pooled inside ``text`` (the passage and the offsets together)."""
+    return f"{start}:{end}\x1f{text}"
 
 
 _TRUNCATED = re.compile(r"^(.*)/d(\d+)(.*)$")
@@ -190,6 +196,49 @@ class CachedEmbedder(WrappingEmbedder):
                 done += len(missing[text])
             self._report(done, len(texts))
         return out
+
+    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+                                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Like :meth:`encode_passages`, for passages whose spans are pooled from the passage's own pass:
+        span vectors are cached under ``<model>#span`` keyed by passage text and offsets, and a passage
+        is encoded again only if it or one of its spans is missing."""
+        if not self.contextual_spans:
+            return super().encode_passages_with_spans(texts, spans)
+        texts, spans = list(texts), [list(own) for own in spans]
+        dim, model_id = self.dimension, self.model_id
+        passages = np.zeros((len(texts), dim), dtype=np.float32)
+        span_vectors = [np.zeros((len(own), dim), dtype=np.float32) for own in spans]
+        keys = [[_span_key(text, s, e) for s, e in own] for text, own in zip(texts, spans)]
+        cached = iter(self.cache.get_many(model_id + "#span", [k for own in keys for k in own]))
+        found = self.cache.get_many(model_id, texts)
+        todo = []
+        for i, vector in enumerate(found):
+            complete = vector is not None and vector.shape == (dim,)
+            for k in range(len(spans[i])):
+                piece = next(cached)
+                if piece is not None and piece.shape == (dim,):
+                    span_vectors[i][k] = piece
+                else:
+                    complete = False
+            if complete:
+                passages[i] = vector
+            else:
+                todo.append(i)
+        done = len(texts) - len(todo)
+        self._report(done, len(texts))
+        todo.sort(key=lambda i: len(texts[i]), reverse=True)
+        for batch in _length_batches(todo, self.batch_size, key=lambda i: len(texts[i])):
+            vectors, pieces = self.inner.encode_passages_with_spans([texts[i] for i in batch], [spans[i] for i in batch])
+            vectors = self._checked(vectors, len(batch))
+            self.cache.put_many(model_id, [texts[i] for i in batch], vectors)
+            batch_keys = [k for i in batch for k in keys[i]]
+            if batch_keys:
+                self.cache.put_many(model_id + "#span", batch_keys, np.concatenate(pieces))
+            for i, vector, piece in zip(batch, vectors, pieces):
+                passages[i], span_vectors[i] = vector, self._checked(piece, len(spans[i]))
+            done += len(batch)
+            self._report(done, len(texts))
+        return passages, span_vectors
 
     def _fill_from_full_size(self, model_id: str, missing: dict[str, list[int]], out: np.ndarray) -> None:
         """A Matryoshka-truncated model (``…/d<N>``) reuses the cached full-size vectors: truncating and

@@ -35,7 +35,7 @@ class SentenceTransformerEmbedder(Embedder):
     """
 
     def __init__(self, folder: Path, *, dim: int | None = None, batch_size: int = 8, threads: int = 2,
-                 quantize: str = "none"):
+                 quantize: str = "none", contextual_spans: bool = True):
         folder = Path(folder).expanduser()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -63,6 +63,11 @@ class SentenceTransformerEmbedder(Embedder):
         weights = _weights_file(folder)
         digest = folder_digests(folder, [weights])[weights]
         self._model_id = f"{folder.name}@{digest[:8]}" + (f"/d{self._dim}" if self._dim else "") + model_id_suffix(quantize)
+        modules = list(self._model)
+        pooling = next((i for i, m in enumerate(modules) if type(m).__name__ == "Pooling"), None)
+        # Spans can be pooled from token embeddings when the model is transformer → mean pooling → …
+        self._after_pooling = modules[pooling + 1:] if pooling == 1 and getattr(modules[1], "pooling_mode", "mean") == "mean" else None
+        self._contextual = contextual_spans and self._after_pooling is not None
         self._lock = threading.Lock()  # one forward pass at a time; torch already uses every thread
 
     @property
@@ -84,6 +89,71 @@ class SentenceTransformerEmbedder(Embedder):
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self._passage_prompt)
+
+    @property
+    def contextual_spans(self) -> bool:
+        return self._contextual
+
+    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+                                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Passage vectors and, from the same forward pass, one vector per character span of each passage.
+
+        A span's vector is the mean of the passage's contextual token embeddings that overlap it, sent
+        through the model's remaining layers (EmbeddingGemma: two Dense layers and normalisation), the
+        way the model pools a whole text ("late chunking"). Sentences thus cost nothing beyond their
+        passage and keep its context ("it", "the city"). A span the tokenizer truncated away is
+        encoded on its own.
+        """
+        if not self._contextual:
+            return super().encode_passages_with_spans(texts, spans)
+        import torch
+
+        texts = list(texts)
+        prompt = (getattr(self._model, "prompts", None) or {}).get(self._passage_prompt or "", "") or ""
+        passages = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        pooled: list = []
+        owners: list[tuple[int, int]] = []
+        orphans: list[tuple[int, int]] = []
+        tokenizer = self._model.tokenizer
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(order), self._batch_size):
+                batch = order[start : start + self._batch_size]
+                encoded = tokenizer([prompt + texts[i] for i in batch], padding=True, truncation=True,
+                                    max_length=self._model.max_seq_length, return_offsets_mapping=True,
+                                    return_tensors="pt")
+                offsets = encoded.pop("offset_mapping")
+                features = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+                            "modality": "text"}
+                out = self._model.forward(features)
+                passages[batch] = out["sentence_embedding"].float().numpy()[:, : self.dimension]
+                tokens = out["token_embeddings"]
+                live = encoded["attention_mask"].bool()
+                for row, i in enumerate(batch):
+                    begin, end = offsets[row, :, 0] - len(prompt), offsets[row, :, 1] - len(prompt)
+                    for k, (s, e) in enumerate(spans[i]):
+                        mask = live[row] & (end > s) & (begin < e) & (end > begin)
+                        if bool(mask.any()):
+                            pooled.append(tokens[row][mask].mean(dim=0))
+                            owners.append((i, k))
+                        else:
+                            orphans.append((i, k))
+            span_vectors = [np.zeros((len(s), self.dimension), dtype=np.float32) for s in spans]
+            if pooled:
+                features = {"sentence_embedding": torch.stack(pooled)}
+                for module in self._after_pooling:
+                    features = module(features)
+                vectors = features["sentence_embedding"].float().numpy()[:, : self.dimension]
+                for (i, k), vector in zip(owners, vectors):
+                    span_vectors[i][k] = vector
+        if orphans:
+            vectors = self._encode([texts[i][slice(*spans[i][k])] for i, k in orphans], self._passage_prompt)
+            for (i, k), vector in zip(orphans, vectors):
+                span_vectors[i][k] = vector
+        if self._dim:
+            for block in [passages, *span_vectors]:
+                block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+        return passages, span_vectors
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` alone (no prompt, no special tokens)."""

@@ -558,11 +558,15 @@ def _child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def make_qa(tmp: Path, label: str, cache_dir: Path) -> QaSystem:
+FIRST_STAGE = "qa-first-stage"  # bench label of qa with the second stage turned off
+
+
+def make_qa(tmp: Path, label: str, cache_dir: Path, **settings: str) -> QaSystem:
+    """A qa server on its own data folder; ``settings`` are extra ``QA_*`` environment variables."""
     port = free_port()
     (tmp / "no-seeds").mkdir(exist_ok=True)
     env = _child_env(QA_DATA_DIR=str(tmp / f"{label}-data"), QA_SEEDS_DIR=str(tmp / "no-seeds"),
-                     QA_CACHE_DIR=str(cache_dir), QA_HOST=HOST, QA_PORT=str(port))
+                     QA_CACHE_DIR=str(cache_dir), QA_HOST=HOST, QA_PORT=str(port), **settings)
     cmd = [sys.executable, "-m", "qa.cli", "serve", "--host", HOST, "--port", str(port), "--log-level", "warning"]
     system = QaSystem(ServerProcess(label, cmd, env=env, cwd=tmp, port=port, log=tmp / f"{label}.log"))
     system.name = label
@@ -656,6 +660,7 @@ def _fmt(v, digits=1) -> str:
 
 def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, ingest_passages: int = 16,
               duration_s: float = 20.0, concurrency: Sequence[int] = (8, 32), peers: bool = False,
+              first_stage: bool = False,
               eval_dir: Path = Path("../shared/eval"), warmup: int = 10, rounds: int = 4, load_rounds: int = 2,
               console: Console | None = None) -> dict:
     """The HTTP benchmark (see the module docstring); returns the figures (also printed)."""
@@ -671,7 +676,7 @@ def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, in
         "passages": len(docs), "ingest_passages": ingest_passages, "questions_available": len(questions),
         "latency_questions": queries, "warmup": warmup, "duration_s_per_level": duration_s,
         "concurrency": list(concurrency), "rounds": rounds, "load_rounds": load_rounds, "top_k": 5,
-        "peers": peers, "model": str(folder)}, "systems": {}, "notes": []}
+        "peers": peers, "first_stage": first_stage, "model": str(folder)}, "systems": {}, "notes": []}
     load_log: list[tuple[str, tuple]] = []
     systems: list[System] = []
     http = httpx.Client(trust_env=False)
@@ -723,6 +728,9 @@ def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, in
             qa.name = "qa"
             start(qa)
             systems.append(qa)
+            if first_stage:  # the same service without its second stage, for the stage's latency cost
+                systems.append(make_qa(tmp, FIRST_STAGE, settings.cache_dir, QA_RERANK_DEPTH="0"))
+                start(systems[-1])
             if peers:
                 peer_list: list[System] = [make_plain(tmp, folder)]
                 why = install_txtai(console)
@@ -749,7 +757,7 @@ def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, in
 
             def load_rest(system: System) -> None:
                 with httpx.Client(trust_env=False) as own:
-                    system.ingest(own, docs if system is qa else docs[ingest_passages:])
+                    system.ingest(own, docs if not system.peer else docs[ingest_passages:])
 
             t0 = time.perf_counter()
             with ThreadPoolExecutor(len(systems)) as pool:
@@ -803,6 +811,10 @@ def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, in
             http.close()
     figures["load_average"] = [{"phase": n, "1m": round(a[0], 2), "5m": round(a[1], 2)} for n, a in load_log]
     figures["ratios"] = ratios(figures, concurrency)
+    if first_stage:
+        full, first = (_get(figures["systems"].get(n, {}), ("single_client", "p50_ms")) for n in ("qa", FIRST_STAGE))
+        if full and first:
+            figures["second_stage_p50_factor"] = round(full / first, 3)
     print_bench(figures, concurrency, console)
     return figures
 
@@ -842,7 +854,7 @@ def _get(d: dict, path: tuple[str, ...]):
 def ratios(figures: dict, concurrency: Sequence[int]) -> dict:
     """qa's figure divided by the best peer's (best: lowest time/memory, highest rate), per metric."""
     systems = figures["systems"]
-    peers = [n for n in systems if n != "qa"]
+    peers = [n for n in systems if n not in ("qa", FIRST_STAGE)]
     out = {}
     for path, label, higher, _ in _metrics(concurrency):
         mine = _get(systems.get("qa", {}), path)
@@ -879,6 +891,9 @@ def print_bench(figures: dict, concurrency: Sequence[int], console: Console) -> 
             cells.append(f"{r:.2f}×" if r is not None else "—")
         table.add_row(label, *cells)
     console.print(table)
+    if "second_stage_p50_factor" in figures:
+        console.print(f"second stage: 1-client p50 is {figures['second_stage_p50_factor']:.2f}× that of "
+                      f"{FIRST_STAGE} (QA_RERANK_DEPTH=0)")
     for note in figures.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
 

@@ -265,6 +265,8 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           duration: float = typer.Option(20.0, help="Seconds of load per concurrency level and system."),
           concurrency: str = typer.Option("8,32", help="Concurrent clients of the load runs (comma-separated)."),
           peers: bool = typer.Option(False, "--peers", help="Also measure txtai's API and a plain FastAPI+FAISS app."),
+          first_stage: bool = typer.Option(False, "--first-stage",
+                                           help="Also measure qa with its second stage off (QA_RERANK_DEPTH=0)."),
           scale: Optional[int] = typer.Option(None, help="Instead: the approximate index at this many synthetic vectors."),
           scale_budget: float = typer.Option(600.0, help="Build seconds per index variant before extrapolating."),
           matryoshka: Optional[str] = typer.Option(None, help="Instead: qa eval xquad at these dims, e.g. 512,256."),
@@ -285,7 +287,8 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
     else:
         write_json(output, run_bench(
             _settings(None), queries=queries, passages=passages, ingest_passages=ingest_passages, duration_s=duration,
-            concurrency=[int(c) for c in concurrency.split(",") if c.strip()], peers=peers, eval_dir=eval_dir,
+            concurrency=[int(c) for c in concurrency.split(",") if c.strip()], peers=peers, first_stage=first_stage,
+            eval_dir=eval_dir,
             console=out))
 
 

@@ -32,7 +32,7 @@ from qa.settings import Settings
 from qa.wiring import Services, build_services
 
 LEGS = ("final", "dense", "lexical")
-POOL_FORMAT = "v3"  # bump when what ingestion stores changes, so cached eval pools are rebuilt
+POOL_FORMAT = "v4"  # bump when what ingestion stores changes, so cached eval pools are rebuilt
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -140,19 +140,33 @@ def build_pool(name: str, passages: list[dict], settings: Settings, console: Con
     """A corpus holding one document per benchmark paragraph (cached per model and pool)."""
     embedder = embedder or eval_embedder(settings)
     safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", embedder.model_id)
+    if settings.sentence_vectors != "contextual":
+        safe_model += "_separate-sentences"
     data_dir = settings.cache_dir / "eval" / POOL_FORMAT / safe_model / name
     services = build_services(settings.model_copy(update={"data_dir": data_dir, "seeds_dir": None}), embedder)
     have = services.corpus.store.count_documents()
     if have >= len(passages):
         return services
+    docs = {}
+    for p in passages:
+        if services.corpus.store.document_hash(p["id"]) is None:
+            text = p["text"].strip()
+            docs[p["id"]] = ParsedDocument(title=p.get("title") or p["id"], text=text,
+                                           blocks=[Block("paragraph", 0, len(text), text)])
+    with _progress(console) as progress:
+        task = progress.add_task(f"embedding {name} pool passages", total=None)
+        previous = getattr(services.ingest.embedder, "on_progress", None)
+        if hasattr(services.ingest.embedder, "on_progress"):
+            services.ingest.embedder.on_progress = lambda done, total: progress.update(task, completed=done, total=total)
+        try:
+            services.ingest.prefetch(docs.values())  # the cache keeps every finished batch if interrupted
+        finally:
+            if hasattr(services.ingest.embedder, "on_progress"):
+                services.ingest.embedder.on_progress = previous
     with _progress(console) as progress, services.corpus.batch():
         task = progress.add_task(f"indexing {name} pool", total=len(passages), completed=have)
-        for p in passages:
-            text = p["text"].strip()
-            if services.corpus.store.document_hash(p["id"]) is None:
-                doc = ParsedDocument(title=p.get("title") or p["id"], text=text,
-                                     blocks=[Block("paragraph", 0, len(text), text)])
-                services.ingest.ingest(doc, p["id"])
+        for doc_id, doc in docs.items():
+            services.ingest.ingest(doc, doc_id)
             progress.advance(task)
     return services
 

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     quantize: Literal["none", "int8"] = Field(
         "int8", description="EmbeddingGemma in int8 (dynamically quantised Linear layers; model id gets /int8, so "
         "caches and indexes are its own) or none (fp32). XQuAD R@1 within 0.01 of fp32; ignored by use-m.")
+    sentence_vectors: Literal["separate", "contextual"] = Field(
+        "separate", description="How sentence vectors (second stage, evidence) are made: separate encodes every "
+        "sentence on its own (about half the ingest speed, best quality); contextual pools them from the "
+        "passage's own forward pass (ingest as fast as passages alone; lower R@1 across languages and evidence "
+        "rate, see docs/quality.md).")
     micro_batching: bool = Field(True, description="Encode concurrent questions together in one forward pass.")
     micro_batch_wait_ms: float = Field(5.0, description="How long a micro-batch waits for more questions.")
     micro_batch_max: int = Field(32, description="Most questions in one micro-batch.")

@@ -368,3 +368,58 @@ def test_batches_group_texts_of_similar_length():
     texts = ["x" * 400, "x" * 300, "x" * 60, "x" * 50, "x" * 40, "x" * 10]
     assert _length_batches(texts, 8) == [texts[:2], texts[2:5], texts[5:]]
     assert _length_batches(["a"] * 5, 2) == [["a", "a"], ["a", "a"], ["a"]]
+
+
+# --------------------------------------------------------------------------- passages with sentence spans
+
+TWO_SENTENCES = "黑豹队的防守只丢了308分，在联赛中排名第六。光合作用把光能转化为储存在葡萄糖中的化学能。"
+SPANS = [(0, 22), (22, len(TWO_SENTENCES))]
+
+
+def test_separate_spans_are_the_pieces_encoded_as_passages(counting, tmp_path):
+    cached = _cached(counting, tmp_path)
+    assert not cached.contextual_spans
+    passages, spans = cached.encode_passages_with_spans([TWO_SENTENCES, PASSAGES[0]], [SPANS, []])
+    pieces = [TWO_SENTENCES[s:e] for s, e in SPANS]
+    assert spans[1].shape == (0, cached.dimension) and spans[0].shape == (2, cached.dimension)
+    np.testing.assert_allclose(spans[0], counting.encode_passages(pieces), atol=1e-6)
+    np.testing.assert_allclose(passages, counting.encode_passages([TWO_SENTENCES, PASSAGES[0]]), atol=1e-6)
+    calls = len(counting.passage_calls)
+    cached.encode_passages_with_spans([TWO_SENTENCES], [SPANS])  # all cached now
+    assert len(counting.passage_calls) == calls
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    folder = Settings().models_dir / "embeddinggemma-300m"
+    if not folder.is_dir():
+        pytest.skip(f"EmbeddingGemma is not installed in {folder} (run `qa models fetch`)")
+    from embeddings.sentence_transformers import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(folder, batch_size=4, contextual_spans=True)
+
+
+@pytest.mark.slow
+def test_contextual_spans_come_from_the_passage_pass(gemma, tmp_path):
+    assert gemma.contextual_spans
+    texts = [TWO_SENTENCES, PASSAGES[0], PASSAGES[2]]
+    passages, spans = gemma.encode_passages_with_spans(texts, [SPANS, [], [(0, 15)]])
+    np.testing.assert_allclose(passages, gemma.encode_passages(texts), atol=1e-4)  # the passage vector is unchanged
+    assert [s.shape for s in spans] == [(2, 768), (0, 768), (1, 768)]
+    np.testing.assert_allclose(np.linalg.norm(spans[0], axis=1), 1.0, atol=1e-5)
+    q = gemma.encode_queries(["How does photosynthesis store energy?", "黑豹队丢了多少分？"])
+    assert float(q[0] @ spans[0][1]) > float(q[0] @ spans[0][0])
+    assert float(q[1] @ spans[0][0]) > float(q[1] @ spans[0][1])
+
+    calls = []
+    real = gemma.encode_passages_with_spans
+    gemma.encode_passages_with_spans = lambda t, s: calls.append(list(t)) or real(t, s)
+    try:
+        cached = _cached(gemma, tmp_path)
+        first = cached.encode_passages_with_spans([TWO_SENTENCES], [SPANS])
+        again = cached.encode_passages_with_spans([TWO_SENTENCES], [SPANS])
+    finally:
+        del gemma.encode_passages_with_spans
+    assert calls == [[TWO_SENTENCES]]  # the second call read the cache
+    np.testing.assert_allclose(again[1][0], first[1][0])
+    np.testing.assert_allclose(first[1][0], spans[0], atol=1e-4)

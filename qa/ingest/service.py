@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from embeddings import Embedder
 from qa.corpus import Corpus
@@ -88,28 +87,20 @@ class IngestService:
         if skipped is not None:
             return skipped
 
-        drafts = chunk_document(doc, self.embedder.count_tokens, self.max_passage_tokens)
-        sentences = [split_sentences(d.text, d.start) for d in drafts]
-        # Passages are embedded whole; sentences of multi-sentence passages too (second stage and evidence).
-        texts = [d.text for d in drafts] + [
-            doc.text[s:e] for spans in sentences if len(spans) > 1 for s, e in spans
-        ]
+        drafts, sentences, spans = self._plan(doc)
         previous = getattr(self.embedder, "on_progress", None)
         if on_progress is not None and hasattr(self.embedder, "on_progress"):
             self.embedder.on_progress = on_progress
         try:
-            vectors = self.embedder.encode_passages(texts) if texts else np.zeros((0, self.embedder.dimension))
+            vectors, span_vectors = self.embedder.encode_passages_with_spans([d.text for d in drafts], spans)
         finally:
             if hasattr(self.embedder, "on_progress"):
                 self.embedder.on_progress = previous
         lang = detect_lang(doc.text)
-        sentence_vectors, cursor = [], len(drafts)
-        for i, spans in enumerate(sentences):
-            if len(spans) > 1:
-                sentence_vectors.append(vectors[cursor:cursor + len(spans)])
-                cursor += len(spans)
-            else:
-                sentence_vectors.append(vectors[i:i + 1] if spans else None)
+        sentence_vectors = [
+            span_vectors[i] if len(own) > 1 else (vectors[i:i + 1] if own else None)
+            for i, own in enumerate(sentences)
+        ]
         stored = [
             StoredPassage(
                 passage=Passage(
@@ -132,6 +123,27 @@ class IngestService:
             replaced = self.corpus.store.document_hash(document_id) is not None
             self.corpus.write_document(document, doc.text, stored)
         return IngestResult(document_id, "replaced" if replaced else "added", len(stored))
+
+    def _plan(self, doc: ParsedDocument) -> tuple[list, list[list[tuple[int, int]]], list[list[tuple[int, int]]]]:
+        """Passages of ``doc``, their sentences (document offsets) and the spans to embed (passage offsets).
+
+        Passages are embedded whole; sentences of multi-sentence passages too (second stage and evidence),
+        pooled from the passage's forward pass when the embedder can (see ``QA_SENTENCE_VECTORS``).
+        """
+        drafts = chunk_document(doc, self.embedder.count_tokens, self.max_passage_tokens)
+        sentences = [split_sentences(d.text, d.start) for d in drafts]
+        spans = [[(s - d.start, e - d.start) for s, e in own] if len(own) > 1 else [] for d, own in zip(drafts, sentences)]
+        return drafts, sentences, spans
+
+    def prefetch(self, docs: Iterable[ParsedDocument]) -> None:
+        """Embed the passages of many documents in one go (batched across documents by length) so that
+        ingesting them one by one afterwards only reads the embedding cache."""
+        texts, spans = [], []
+        for doc in docs:
+            drafts, _, own = self._plan(doc)
+            texts += [d.text for d in drafts]
+            spans += own
+        self.embedder.encode_passages_with_spans(texts, spans)
 
     def _already_stored(self, digest: str, document_id: str) -> IngestResult | None:
         """``unchanged`` or ``duplicate`` when this content is stored already, else None."""
