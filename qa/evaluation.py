@@ -64,6 +64,7 @@ class RunFigures:
     n: int
     legs: dict[str, dict[str, float]] = field(default_factory=dict)
     answer_in_evidence: float | None = None
+    evidence_share: float | None = None  # mean evidence length as a share of its passage's length
     said_unanswerable: float = 0.0
     seconds: float = 0.0
 
@@ -74,7 +75,7 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
     pools: dict[str, list[dict]] = {}
     runs: list[Run] = []
     want_xq = benchmark in ("xquad", "mixed", "all", "noanswer")
-    want_cm = benchmark in ("cmrc2018", "mixed", "all", "noanswer")  # noanswer: CMRC questions only
+    want_cm = benchmark in ("cmrc2018", "mixed", "all", "noanswer")
     xq_p = _read_jsonl(xq_dir / "passages.jsonl") if want_xq else []
     xq_q = _read_jsonl(xq_dir / "questions.jsonl") if want_xq else []
     cm_p = _read_jsonl(cm_dir / "passages.jsonl") if want_cm else []
@@ -118,10 +119,13 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
                   if q["lang"] == src and title_of[q["gold_by_lang"][src][0]] in left_out]
             runs.append(Run(f"out-of-corpus xquad-{src} → other articles", "xquad-half", None, qs, answerable=False))
         runs.append(Run("out-of-corpus cmrc → xquad", "xquad", None, cm_questions, answerable=False))
-        if benchmark == "all":
-            for src in ("zh", "en"):
-                qs = [Question(q["id"], q["question"], src, set(), []) for q in xq_q if q["lang"] == src]
-                runs.append(Run(f"out-of-corpus xquad-{src} → cmrc", "cmrc2018", None, qs, answerable=False))
+        # ... and the reverse: XQuAD questions (zh, and en across languages) against the CMRC corpus.
+        pools.setdefault("cmrc2018", cm_p)
+        if benchmark == "noanswer":
+            runs.append(Run("cmrc2018 zh→zh", "cmrc2018", None, cm_questions))
+        for src in ("zh", "en"):
+            qs = [Question(q["id"], q["question"], src, set(), []) for q in xq_q if q["lang"] == src]
+            runs.append(Run(f"out-of-corpus xquad-{src} → cmrc", "cmrc2018", None, qs, answerable=False))
     if not runs:
         raise ValueError(f"unknown benchmark {benchmark!r}: use xquad, cmrc2018, mixed, noanswer or all")
     return pools, runs
@@ -208,6 +212,7 @@ def evaluate_run(run: Run, services: Services, console: Console, collect: list |
     allowed = services.corpus.allowed_rowids(run.target_lang, None)
     ranks: dict[str, list[int | None]] = {leg: [] for leg in LEGS}
     in_evidence = 0
+    evidence_share = 0.0
     unanswerable = 0
     started = time.perf_counter()
     texts = [q.text for q in run.questions]
@@ -235,14 +240,17 @@ def evaluate_run(run: Run, services: Services, console: Console, collect: list |
             if run.answerable and q.answers and ranked:
                 top = ranked[0][0]
                 spans, sent_scores = ranking.sentences.get(top, (None, None))
-                ev = search.evidence.select(ranking.passages[top], spans, sent_scores).text
+                passage = ranking.passages[top]
+                ev = search.evidence.select(passage, spans, sent_scores).text
                 in_evidence += any(_norm(a) in _norm(ev) for a in q.answers)
+                evidence_share += len(ev) / max(len(passage.text), 1)
             progress.advance(task)
     n = len(run.questions)
     fig = RunFigures(run.name, n, seconds=time.perf_counter() - started, said_unanswerable=unanswerable / max(n, 1))
     if run.answerable:
         fig.legs = {leg: _metrics(r) for leg, r in ranks.items()}
         fig.answer_in_evidence = in_evidence / max(n, 1)
+        fig.evidence_share = evidence_share / max(n, 1)
     return fig
 
 
@@ -271,13 +279,14 @@ def fit_calibration(samples: list[tuple[dict[str, float], bool]], names: list[st
 
 def print_figures(figures: list[RunFigures], console: Console) -> None:
     table = Table(title="retrieval quality (R@1 / R@5 / MRR@10)")
-    for col in ("run", "n", "final", "dense only", "lexical only", "answer in evidence", "said unanswerable"):
+    for col in ("run", "n", "final", "dense only", "lexical only", "answer in evidence (length ÷ passage)",
+                "said unanswerable"):
         table.add_column(col)
     for f in figures:
         cells = [" / ".join(f"{f.legs[leg][m]:.3f}" for m in ("R@1", "R@5", "MRR@10")) if f.legs else "—"
                  for leg in LEGS]
         table.add_row(f.name, str(f.n), *cells,
-                      f"{f.answer_in_evidence:.3f}" if f.answer_in_evidence is not None else "—",
+                      f"{f.answer_in_evidence:.3f} ({f.evidence_share:.2f})" if f.answer_in_evidence is not None else "—",
                       f"{f.said_unanswerable:.3f}")
     console.print(table)
 
@@ -347,8 +356,9 @@ def calibrate(eval_dir: Path, settings: Settings, *, limit: int | None = None, c
         "unanswerable_precision": float((conf_neg < threshold).sum() / max(1, (conf_neg < threshold).sum()
                                                                           + (conf_pos < threshold).sum())),
         "unanswerable_recall": float((conf_neg < threshold).mean()),
-        "data": "in corpus: XQuAD zh/en, 4 directions; out of corpus: questions on XQuAD articles left out "
-                "of the pool (zh and en), and CMRC 2018 dev questions against XQuAD",
+        "data": "in corpus: XQuAD zh/en, 4 directions, and CMRC 2018 dev; out of corpus: questions on XQuAD "
+                "articles left out of the pool (zh and en), CMRC 2018 dev questions against XQuAD, and XQuAD "
+                "questions (zh and en) against CMRC 2018",
     }
     path = path or CALIBRATION_FILE
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

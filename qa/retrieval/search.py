@@ -89,7 +89,7 @@ class SearchService:
         """Both stages for one question: every candidate's component scores, best first, and the features."""
         tokens = tokenize(query)
         scored = self.score_candidates(qvec, query, tokens, query_lang, allowed)
-        passages, sentences = self._second_stage(qvec, set(tokens), query_lang, scored)
+        passages, sentences = self._second_stage(qvec, scored)
         ordered = sorted(scored.items(), key=lambda kv: (-kv[1].get("stage", 1.0), -kv[1]["score"]))
         features = self._features(ordered, tokens, query_lang, passages)
         return Ranking(scored, ordered, passages, sentences, features)
@@ -132,7 +132,7 @@ class SearchService:
         semantic = (1 - w.sentence) * comp["dense"] + w.sentence * comp["sentence"]
         return semantic + w.lexical * comp["lexical"] + w.cross * comp.get("cross", 0.0)
 
-    def _second_stage(self, qvec: np.ndarray, query_tokens: set[str], query_lang: str, scored: Scored
+    def _second_stage(self, qvec: np.ndarray, scored: Scored
                       ) -> tuple[dict[int, Passage], dict[int, tuple[list[tuple[int, int]], np.ndarray]]]:
         w = self.weights
         top = sorted(scored, key=lambda r: -scored[r]["score"])[: w.rerank_depth]
@@ -144,10 +144,9 @@ class SearchService:
             comp["stage"] = 2.0
             if rowid in stored and rowid in passages:
                 spans, vectors = stored[rowid]
-                comp["sentence"] = float((vectors @ qvec).max())
-                p = passages[rowid]
-                out[rowid] = (spans, self.evidence.sentence_scores(
-                    qvec, query_tokens, p.lang == query_lang, p, spans, vectors))
+                scores = vectors @ qvec
+                comp["sentence"] = float(scores.max())
+                out[rowid] = (spans, scores)
             comp["score"] = self._combine(comp)
         return passages, out
 
