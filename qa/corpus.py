@@ -123,11 +123,11 @@ class Corpus:
         if document_ids is not None:
             allowed = self.store.rowids_of_documents(document_ids)
         if lang is not None:
-            by_lang = self._rowids_of_lang(lang)
+            by_lang = self.rowids_of_lang(lang)
             allowed = by_lang if allowed is None else allowed & by_lang
         return allowed
 
-    def _rowids_of_lang(self, lang: str) -> set[int]:
+    def rowids_of_lang(self, lang: str) -> frozenset[int]:
         """Passage ids of one language, cached until the next write (not reloaded per request)."""
         key = (lang, self.store.generation)
         cached = self._lang_rowids.get(lang)

@@ -69,6 +69,11 @@ class RunFigures:
     seconds: float = 0.0
 
 
+def _both_answers(q: dict) -> list[str]:
+    """Where either language's paragraph counts, the answer may be quoted in either language."""
+    return [a for lang in ("zh", "en") for a in q["answers_by_lang"][lang]]
+
+
 def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], list[Run]]:
     """The passage pools and the runs (question sets with gold) a benchmark name stands for."""
     xq_dir, cm_dir = eval_dir / "xquad", eval_dir / "cmrc2018"
@@ -91,16 +96,27 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
         pools["xquad"] = xq_p
         runs += [xq("zh", "zh"), xq("en", "en"), xq("en", "zh"), xq("zh", "en")]
         for src in ("zh", "en"):  # both languages in one pool: either language's paragraph counts
-            qs = [Question(q["id"], q["question"], src, set(q["gold_passage_ids"]), q["answers"])
+            qs = [Question(q["id"], q["question"], src, set(q["gold_passage_ids"]), _both_answers(q))
                   for q in xq_q if q["lang"] == src]
             runs.append(Run(f"xquad {src}→zh+en pool", "xquad", None, qs))
+        # Each paragraph in one language only, alternating (zh-0, en-1, zh-2, …): half the questions must
+        # find a paragraph in the other language while same-language paragraphs of the same article
+        # sit beside it; a fusion that favours the question's language shows here.
+        split = [p for p in xq_p if p["id"] == f"{('zh', 'en')[int(p['id'].split('-')[1]) % 2]}-{p['id'].split('-')[1]}"]
+        split_ids = {p["id"] for p in split}
+        pools["xquad-split"] = split
+        for src in ("zh", "en"):
+            qs = [Question(q["id"], q["question"], src, set(q["gold_passage_ids"]) & split_ids,
+                           _both_answers(q))
+                  for q in xq_q if q["lang"] == src]
+            runs.append(Run(f"xquad {src}→split pool", "xquad-split", None, qs))
     if benchmark in ("cmrc2018", "all"):
         pools["cmrc2018"] = cm_p
         runs.append(Run("cmrc2018 zh→zh", "cmrc2018", None, cm_questions))
     if benchmark in ("mixed", "all"):
         pools["mixed"] = xq_p + cm_p
         for src in ("zh", "en"):
-            qs = [Question(q["id"], q["question"], src, set(q["gold_passage_ids"]), q["answers"])
+            qs = [Question(q["id"], q["question"], src, set(q["gold_passage_ids"]), _both_answers(q))
                   for q in xq_q if q["lang"] == src]
             runs.append(Run(f"mixed xquad-{src}", "mixed", None, qs))
         runs.append(Run("mixed cmrc2018", "mixed", None, cm_questions))

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     evidence_join_margin: float = Field(
         0.1, description="A sentence next to the best one joins the evidence when it scores within this margin.")
     rerank_depth: int = Field(20, description="Fused candidates re-scored by the sentence-level second stage.")
+    balance_languages: bool = Field(
+        True, description="Offset each language's candidates by the BM25/cross-language bonus of its best one, so "
+        "those legs reorder passages within a language but never lift one language above the other.")
     answerable_threshold: float | None = Field(
         None, description="Confidence at or above which a question counts as answerable (default: the calibrated one).")
 

@@ -94,7 +94,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
         corpus, embedder, EvidenceSelector(join_margin=settings.evidence_join_margin),
         load_calibration(embedder.model_id), candidates=settings.candidates,
         weights=FusionWeights(lexical=settings.lexical_weight, sentence=settings.sentence_weight,
-                              cross=settings.cross_weight, rerank_depth=settings.rerank_depth),
+                              cross=settings.cross_weight, rerank_depth=settings.rerank_depth,
+                              balance_languages=settings.balance_languages),
         answerable_threshold=settings.answerable_threshold,
     )
     search.faiss_threads = FaissThreads(settings.faiss_threads)

@@ -405,3 +405,30 @@ def test_search_during_an_open_write_batch_does_not_fail(tmp_path: Path, use_m):
             assert [h.passage.text for h in result.hits] == ["The harbour master now logs ferries at dawn as well."]
     finally:
         services.close()
+
+
+def test_language_balance_keeps_the_order_within_a_language_and_lets_languages_meet_on_meaning(tmp_path: Path, use_m):
+    """BM25 only scores the question's language: its bonus must reorder those passages, not lift them
+    all above a better answer in the other language (and must change nothing in a one-language pool)."""
+    services = build_services(settings_for(tmp_path / "data"), embedder=use_m)
+    try:
+        search = services.search
+
+        def fused():
+            rows = {1: (0.50, 0.8), 2: (0.52, 0.2), 3: (0.60, 0.0)}  # rowid: (dense, lexical); 1 and 2 zh, 3 en
+            out = {r: {"dense": d, "sentence": d, "lexical": lex} for r, (d, lex) in rows.items()}
+            for comp in out.values():
+                comp["score"] = search._combine(comp)
+            return out
+
+        plain = fused()
+        assert sorted(plain, key=lambda r: -plain[r]["score"]) == [1, 3, 2]  # the zh bonus wins without balance
+        balanced = fused()
+        search._balance_languages(balanced, {1, 2})
+        assert sorted(balanced, key=lambda r: -balanced[r]["score"]) == [3, 1, 2]
+        assert balanced[1]["score"] == pytest.approx(search._semantic(balanced[1]))  # best zh: meaning alone
+        one_language = {r: c for r, c in fused().items() if r != 3}
+        search._balance_languages(one_language, {1, 2})
+        assert sorted(one_language, key=lambda r: -one_language[r]["score"]) == [1, 2]
+    finally:
+        services.close()

@@ -32,6 +32,7 @@ class FusionWeights:
     sentence: float = 0.6  # share of the best-sentence similarity in the semantic score
     cross: float = 0.2  # weight of cross-language matches (numbers, Latin words, pinyin of names)
     rerank_depth: int = 20  # fused candidates re-scored by the second stage
+    balance_languages: bool = True  # sparse legs reorder within a language, never lift one language as a whole
 
 
 Scored = dict[int, dict[str, float]]
@@ -109,7 +110,26 @@ class SearchService:
         for comp in fused.values():
             comp["sentence"] = comp["dense"]
             comp["score"] = self._combine(comp)
+        if self.weights.balance_languages:
+            self._balance_languages(fused, self.corpus.rowids_of_lang(query_lang))
         return fused
+
+    def _balance_languages(self, fused: Scored, same_lang: set[int]) -> None:
+        """BM25 only ever scores passages in the question's language, the cross leg only passages in the
+        other one, so each lends one language a bonus the other cannot earn. In a corpus mixing both,
+        that lifts every same-topic paragraph of the favoured language above the answer in the other.
+        Each language's candidates are therefore offset by the sparse bonus of that language's best
+        candidate: the legs still reorder passages within their language (a constant offset changes
+        nothing in a one-language corpus), and the languages meet on the semantic score."""
+        best: dict[bool, float] = {}
+        for rowid, comp in fused.items():
+            side = rowid in same_lang
+            if side not in best or comp["score"] > fused[best[side]]["score"]:
+                best[side] = rowid
+        offsets = {side: fused[rowid]["score"] - self._semantic(fused[rowid]) for side, rowid in best.items()}
+        for rowid, comp in fused.items():
+            comp["language_offset"] = offsets[rowid in same_lang]
+            comp["score"] = self._combine(comp)
 
     def _add_sparse_leg(self, fused: Scored, name: str, hits: list[tuple[int, float]], strength: float,
                         qvec: np.ndarray) -> None:
@@ -127,10 +147,13 @@ class SearchService:
             fused[rowid][name] = min(1.0, bm25 / strength)
             fused[rowid][f"{name}_bm25"] = bm25
 
+    def _semantic(self, comp: dict[str, float]) -> float:
+        return (1 - self.weights.sentence) * comp["dense"] + self.weights.sentence * comp["sentence"]
+
     def _combine(self, comp: dict[str, float]) -> float:
         w = self.weights
-        semantic = (1 - w.sentence) * comp["dense"] + w.sentence * comp["sentence"]
-        return semantic + w.lexical * comp["lexical"] + w.cross * comp.get("cross", 0.0)
+        return (self._semantic(comp) + w.lexical * comp["lexical"] + w.cross * comp.get("cross", 0.0)
+                - comp.get("language_offset", 0.0))
 
     def _second_stage(self, qvec: np.ndarray, scored: Scored
                       ) -> tuple[dict[int, Passage], dict[int, tuple[list[tuple[int, int]], np.ndarray]]]:
