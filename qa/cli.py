@@ -269,6 +269,7 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
                                            help="Also measure qa with its second stage off (QA_RERANK_DEPTH=0)."),
           scale: Optional[int] = typer.Option(None, help="Instead: the approximate index at this many synthetic vectors."),
           scale_budget: float = typer.Option(600.0, help="Build seconds per index variant before extrapolating."),
+          scale_variants: str = typer.Option("hnsw,hnsw_sq8", help="--scale: index variants to build (comma-separated)."),
           matryoshka: Optional[str] = typer.Option(None, help="Instead: qa eval xquad at these dims, e.g. 512,256."),
           eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/."),
           eval_limit: Optional[int] = typer.Option(None, help="--matryoshka: only the first N questions per direction."),
@@ -279,7 +280,10 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
 
     out = Console(width=160)
     if scale:
-        write_json(output, {"scale": run_scale(scale, budget_s=scale_budget, console=out)})
+        variants = [v.strip() for v in scale_variants.split(",") if v.strip()]
+        if not variants or set(variants) - {"hnsw", "hnsw_sq8"}:
+            raise typer.BadParameter("use hnsw and/or hnsw_sq8", param_hint="--scale-variants")
+        write_json(output, {"scale": run_scale(scale, variants=variants, budget_s=scale_budget, console=out)})
     elif matryoshka:
         dims = [int(d) for d in matryoshka.split(",") if d.strip()]
         write_json(output, {"matryoshka": run_truncation(_settings(None), eval_dir, dims, limit=eval_limit,
