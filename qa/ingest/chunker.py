@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from qa.models import ParsedDocument, PassageDraft
 from qa.text.lang import detect_lang
-from qa.text.sentences import split_sentences
+from qa.text.sentences import split_sentences, trim_span
 
 __all__ = ["chunk_document"]
 
@@ -97,18 +97,10 @@ def _cut(text: str, a: int, b: int, count_tokens: Callable[[str], int], max_toke
             if text[k] in _SOFT_BREAKS and not text[k - 1].isspace():
                 cut = k + 1
                 break
-        s, e = _trim(text, a, cut)
+        s, e = trim_span(text, a, cut)
         if s < e:
             pieces.append((s, e))
         a = cut
         while a < b and text[a].isspace():
             a += 1
     return pieces
-
-
-def _trim(text: str, a: int, b: int) -> tuple[int, int]:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    return a, b

@@ -80,6 +80,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from qa.models import Block, ParsedDocument
+from qa.text.sentences import trim_span
 
 __all__ = [
     "DocumentParseError",
@@ -306,6 +307,15 @@ class _Draft:
             if fields.get(key):
                 meta.setdefault(key, fields[key])
 
+    def mark_meta_lines(self) -> _Item | None:
+        """Turn single-line paragraphs that are metadata ("来源：…", "By …") into meta items, taking
+        their fields; returns the first item that is not metadata (the title candidate)."""
+        for it in self.items:
+            if it.kind == "paragraph" and _is_meta_line(self.text[it.start:it.end]):
+                it.kind = "meta"
+                self.add_meta(_meta_fields(self.text[it.start:it.end]))
+        return next((it for it in self.items if it.kind != "meta"), None)
+
     def finish(self) -> ParsedDocument:
         items = sorted(self.items, key=lambda it: it.start)
         _demote_empty_headings(items)
@@ -353,14 +363,6 @@ def _derive_title(text: str) -> str:
     return first_line[:_DERIVED_TITLE_CHARS].rstrip() + "…"
 
 
-def _trim(text: str, a: int, b: int) -> tuple[int, int]:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    return a, b
-
-
 def _has_word(s: str) -> bool:
     return any(ch.isalnum() for ch in s)
 
@@ -395,7 +397,7 @@ def _parse_text(text: str, title: str | None, heading_max_chars: int) -> _Draft:
     group = 0
     previous_blank = True
     for a, b in _line_spans(text):
-        a, b = _trim(text, a, b)
+        a, b = trim_span(text, a, b)
         if a == b:
             if not previous_blank:
                 group += 1
@@ -482,6 +484,12 @@ def _parse_markdown(text: str, title: str | None) -> _Draft:
     def line(k: int) -> str:
         return text[spans[k][0]:spans[k][1]]
 
+    def add(kind: str, a: int, b: int, level: int = 1) -> None:
+        """An item for ``text[a:b]`` without its surrounding whitespace (none if nothing is left)."""
+        a, b = trim_span(text, a, b)
+        if a < b:
+            items.append(_Item(kind, a, b, level))
+
     def blank(k: int) -> bool:
         return not line(k).strip()
 
@@ -523,9 +531,7 @@ def _parse_markdown(text: str, title: str | None) -> _Draft:
             while j < n and not re.match(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", line(j)):
                 j += 1
             if i + 1 < n and i + 1 <= j - 1:
-                a, b = _trim(text, spans[i + 1][0], spans[min(j, n) - 1][1])
-                if a < b:
-                    items.append(_Item("paragraph", a, b))
+                add("paragraph", spans[i + 1][0], spans[min(j, n) - 1][1])
             i = j + 1
             continue
         m = _ATX.match(s)
@@ -535,9 +541,7 @@ def _parse_markdown(text: str, title: str | None) -> _Draft:
             close = _ATX_CLOSE.search(content)
             if close:
                 content = content[:close.start()]
-            a, b = _trim(text, a0 + m.end(), a0 + m.end() + len(content))
-            if a < b:
-                items.append(_Item("heading", a, b, level))
+            add("heading", a0 + m.end(), a0 + m.end() + len(content), level)
             i += 1
             continue
         if _THEMATIC.match(s):
@@ -548,9 +552,7 @@ def _parse_markdown(text: str, title: str | None) -> _Draft:
             j = i
             while j + 1 < n and not blank(j + 1) and (_QUOTE.match(line(j + 1)) or not starts_block(j + 1)):
                 j += 1
-            a, b = _trim(text, a0 + m.end(), spans[j][1])
-            if a < b:
-                items.append(_Item("paragraph", a, b))
+            add("paragraph", a0 + m.end(), spans[j][1])
             i = j + 1
             continue
         m = _LIST_ITEM.match(s)
@@ -558,26 +560,22 @@ def _parse_markdown(text: str, title: str | None) -> _Draft:
             j = i
             while j + 1 < n and not blank(j + 1) and not starts_block(j + 1):
                 j += 1
-            a, b = _trim(text, a0 + m.end(), spans[j][1])
-            if a < b:
-                items.append(_Item("paragraph", a, b))
+            add("paragraph", a0 + m.end(), spans[j][1])
             i = j + 1
             continue
         if s.lstrip().startswith("|"):
             if not _TABLE_SEP.match(s):
-                a, b = _trim(text, a0, b0)
+                a, b = trim_span(text, a0, b0)
                 if text[a] == "|":
                     a += 1
                 if b > a and text[b - 1] == "|":
                     b -= 1
-                a, b = _trim(text, a, b)
-                if a < b:
-                    items.append(_Item("paragraph", a, b))
+                add("paragraph", a, b)
             i += 1
             continue
         # Setext heading: one line underlined by === or ---
         if i + 1 < n and _SETEXT.match(line(i + 1)) and not blank(i):
-            a, b = _trim(text, a0, b0)
+            a, b = trim_span(text, a0, b0)
             items.append(_Item("heading", a, b, 1 if line(i + 1).strip().startswith("=") else 2))
             i += 2
             continue
@@ -589,22 +587,14 @@ def _parse_markdown(text: str, title: str | None) -> _Draft:
             if _SETEXT.match(line(j + 1)) and line(j + 1).strip().startswith("="):
                 break
             j += 1
-        a, b = _trim(text, a0, spans[j][1])
-        if a < b:
-            items.append(_Item("paragraph", a, b))
+        add("paragraph", a0, spans[j][1])
         i = j + 1
         if i < n and _SETEXT.match(line(i)) and line(i).strip().startswith("="):
             i += 1  # a multi-line paragraph underlined with ===: treat the underline as decoration
 
-    # Meta lines among single-line paragraphs
-    for it in items:
-        if it.kind == "paragraph" and _is_meta_line(text[it.start:it.end]):
-            it.kind = "meta"
-            draft.add_meta(_meta_fields(text[it.start:it.end]))
-
+    first = draft.mark_meta_lines()
     if title is None:
         draft.title = declared_title
-        first = next((it for it in items if it.kind != "meta"), None)
         if first is not None:
             first_text = text[first.start:first.end]
             if declared_title is not None:
@@ -733,14 +723,9 @@ def _parse_html(html: str, title: str | None) -> _Draft:
     draft = _Draft(text, items, title=title)
     draft.add_meta(meta_fields)
 
-    for it in items:
-        if it.kind == "paragraph" and _is_meta_line(text[it.start:it.end]):
-            it.kind = "meta"
-            draft.add_meta(_meta_fields(text[it.start:it.end]))
-
+    first = draft.mark_meta_lines()
     if title is None:
         draft.title = declared
-        first = next((it for it in items if it.kind != "meta"), None)
         if first is not None and first.kind == "heading":
             first_text = text[first.start:first.end]
             if declared is not None and first_text == declared:

@@ -89,10 +89,16 @@ def _is_boundary(text: str, seg: int, i: int, run_end: int, j: int) -> bool:
     return False
 
 
-def _emit(spans: list[tuple[int, int]], text: str, a: int, b: int, shift: int) -> None:
+def trim_span(text: str, a: int, b: int) -> tuple[int, int]:
+    """``(a, b)`` narrowed so that ``text[a:b]`` neither starts nor ends with whitespace."""
     while a < b and text[a].isspace():
         a += 1
     while b > a and text[b - 1].isspace():
         b -= 1
+    return a, b
+
+
+def _emit(spans: list[tuple[int, int]], text: str, a: int, b: int, shift: int) -> None:
+    a, b = trim_span(text, a, b)
     if a < b:
         spans.append((a + shift, b + shift))
