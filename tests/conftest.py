@@ -154,7 +154,8 @@ def start_server(name: str, root: Path, log_dir: Path, **env: object) -> QAServe
     return server
 
 
-def _running_server(name: str, tmp_path_factory: pytest.TempPathFactory, **env: object) -> Iterator[QAServer]:
+def running_server(name: str, tmp_path_factory: pytest.TempPathFactory, **env: object) -> Iterator[QAServer]:
+    """A started, ready ``qa serve`` for a fixture to yield from (stopped when the fixture ends)."""
     root = tmp_path_factory.mktemp(f"server-{name}")
     server = start_server(name, root, artifacts_dir(tmp_path_factory), **env)
     try:
@@ -172,13 +173,13 @@ def _running_server(name: str, tmp_path_factory: pytest.TempPathFactory, **env: 
 @pytest.fixture(scope="session")
 def gemma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QAServer]:
     """The real service: EmbeddingGemma-300m, seeds ingested on first start. Tests using it are ``slow``."""
-    yield from _running_server("gemma", tmp_path_factory, QA_EMBEDDER="sentence-transformers")
+    yield from running_server("gemma", tmp_path_factory, QA_EMBEDDER="sentence-transformers")
 
 
 @pytest.fixture(scope="session")
 def fast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QAServer]:
     """The same service with the light USE-m model, for tests of behaviour rather than quality."""
-    yield from _running_server("use-m", tmp_path_factory, QA_EMBEDDER="use-m")
+    yield from running_server("use-m", tmp_path_factory, QA_EMBEDDER="use-m")
 
 
 @pytest.hookimpl(hookwrapper=True)

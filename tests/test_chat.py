@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from openai import OpenAI
 
-from conftest import SEEDS_DIR, QAServer, ServerFailed, artifacts_dir, free_port, start_server
+from conftest import SEEDS_DIR, QAServer, free_port, running_server
 from qa.chat.answer import FALLBACK_NOTE, REFUSAL
 from qa.chat.service import is_follow_up, resolve_question
 
@@ -352,18 +352,9 @@ def fake(upstream: FakeUpstream) -> FakeUpstream:
 @pytest.fixture(scope="module")
 def llm_server(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QAServer]:
     """USE-m (fast) with every question answerable, and the fake upstream model with a 2 s timeout."""
-    root = tmp_path_factory.mktemp("server-llm")
-    server = start_server("llm", root, artifacts_dir(tmp_path_factory), QA_EMBEDDER="use-m",
-                          QA_ANSWERABLE_THRESHOLD="0", QA_LLM_BASE_URL=upstream.base_url, QA_LLM_API_KEY="sk-test",
-                          QA_LLM_MODEL="fake-model", QA_LLM_TIMEOUT_S="2")
-    try:
-        try:
-            server.wait_ready()
-        except ServerFailed as exc:
-            pytest.fail(str(exc), pytrace=False)
-        yield server
-    finally:
-        server.stop()
+    yield from running_server("llm", tmp_path_factory, QA_EMBEDDER="use-m", QA_ANSWERABLE_THRESHOLD="0",
+                              QA_LLM_BASE_URL=upstream.base_url, QA_LLM_API_KEY="sk-test", QA_LLM_MODEL="fake-model",
+                              QA_LLM_TIMEOUT_S="2")
 
 
 QUESTION = "上海创智学院有多少研究生？"

@@ -119,6 +119,17 @@ def assert_finds(services: Services, paragraph: str, document_id: str) -> None:
     assert top.document_id == document_id and top.text == paragraph, (paragraph, [h.passage.id for h in result.hits])
 
 
+
+def _assert_seeds_answer(data: Path, cache: Path) -> None:
+    """The data folder opens, holds exactly the seeds, and finds the seed answer."""
+    services = open_services(data, cache)
+    try:
+        assert_consistent(services, seed_files())
+        result = services.search.search(SearchRequest(query=SEED_QUESTION, top_k=3))
+        assert any(SEED_ANSWER in h.passage.text for h in result.hits)
+    finally:
+        services.close()
+
 def test_kill_9_during_ingest_leaves_a_consistent_data_folder(tmp_path: Path, qa_cli: QACli):
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -235,13 +246,7 @@ def test_corrupt_vector_index_is_refused_then_repaired_by_reindex(seeded, qa_cli
 
     reindex = qa_cli.run("reindex", "--data-dir", data, QA_EMBEDDER="use-m", QA_CACHE_DIR=cache)
     assert reindex.returncode == 0, reindex.stdout + reindex.stderr
-    services = open_services(data, cache)
-    try:
-        assert_consistent(services, seed_files())
-        result = services.search.search(SearchRequest(query=SEED_QUESTION, top_k=3))
-        assert any(SEED_ANSWER in h.passage.text for h in result.hits)
-    finally:
-        services.close()
+    _assert_seeds_answer(data, cache)
     ask = qa_cli.run("ask", SEED_QUESTION, "--data-dir", data, QA_EMBEDDER="use-m", QA_CACHE_DIR=cache)
     assert ask.returncode == 0, ask.stdout + ask.stderr
 
@@ -399,13 +404,7 @@ def test_corrupt_lexical_index_is_rebuilt_from_the_store(seeded):
     """The lexical index is a cache of the stored tokens: an unreadable one is rebuilt, not fatal."""
     data, cache = seeded
     (data / "lexical" / "manifest.json").write_text("garbage", encoding="utf-8")
-    services = open_services(data, cache)
-    try:
-        assert_consistent(services, seed_files())
-        result = services.search.search(SearchRequest(query=SEED_QUESTION, top_k=3))
-        assert any(SEED_ANSWER in h.passage.text for h in result.hits)
-    finally:
-        services.close()
+    _assert_seeds_answer(data, cache)
 
 
 def test_unreadable_store_is_refused_with_a_clear_message(tmp_path: Path, qa_cli: QACli):

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, QAServer, ServerFailed, artifacts_dir, start_server
+from conftest import ROOT, QAServer, running_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -116,17 +116,7 @@ def test_chinese_question_citation_and_highlighted_evidence(gemma_server: QAServ
 @pytest.fixture(scope="module")
 def xss_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QAServer]:
     """A USE-m server of this module's own (it gets a hostile document), every question answerable."""
-    root = tmp_path_factory.mktemp("server-web-xss")
-    server = start_server("web-xss", root, artifacts_dir(tmp_path_factory), QA_EMBEDDER="use-m",
-                          QA_ANSWERABLE_THRESHOLD="0")
-    try:
-        try:
-            server.wait_ready()
-        except ServerFailed as exc:
-            pytest.fail(str(exc), pytrace=False)
-        yield server
-    finally:
-        server.stop()
+    yield from running_server("web-xss", tmp_path_factory, QA_EMBEDDER="use-m", QA_ANSWERABLE_THRESHOLD="0")
 
 
 HOSTILE_TITLE = "<img src=x onerror=alert(2)>Banana notes"
