@@ -134,7 +134,8 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
             qs = [Question(q["id"], q["question"], src, set(), []) for q in xq_q
                   if q["lang"] == src and title_of[q["gold_by_lang"][src][0]] in left_out]
             runs.append(Run(f"out-of-corpus xquad-{src} → other articles", "xquad-half", None, qs, answerable=False))
-        runs.append(Run("out-of-corpus cmrc → xquad", "xquad", None, cm_questions, answerable=False))
+        runs.append(Run("out-of-corpus cmrc → xquad", "xquad", None,
+                        [Question(q.id, q.text, q.lang, set(), []) for q in cm_questions], answerable=False))
         # ... and the reverse: XQuAD questions (zh, and en across languages) against the CMRC corpus.
         pools.setdefault("cmrc2018", cm_p)
         if benchmark == "noanswer":
