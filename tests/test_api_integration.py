@@ -482,3 +482,39 @@ def test_upload_with_a_chinese_file_name(fast_server: QAServer, citations_fast: 
         assert result["results"] and "六点" in result["results"][0]["text"]
     finally:
         fast_server.client.delete(f"/v1/documents/{doc_id}")
+
+
+def test_batch_of_documents_is_checked_first_then_written_in_order(fast_server: QAServer, citations_fast: CitationChecker):
+    tag = uuid.uuid4().hex[:8]
+    docs = [
+        {"id": f"batch-light-{tag}", "title": "Skerry Light", "text": LIGHTHOUSE.replace("Skerry", f"Skerry {tag}")},
+        {"id": f"batch-orchard-{tag}", "title": "果园",
+         "text": f"果园{tag}种植了十二个苹果品种，其中包括一种古老的赤褐色品种。\n\n每年秋天，果农在集市上出售苹果酒。"},
+        {"id": f"batch-again-{tag}", "title": "Skerry Light", "text": LIGHTHOUSE.replace("Skerry", f"Skerry {tag}")},
+    ]
+    before = fast_server.health().json()
+
+    # one bad document: nothing is written
+    bad = fast_server.client.post("/v1/documents/batch", json={"documents": docs[:2] + [{"title": "t", "text": " "}]})
+    assert_error_response(bad, 422)
+    assert "documents.2.text" in bad.json()["error"]["message"]
+    assert fast_server.health().json()["documents"] == before["documents"]
+    for body in ({"documents": []}, {"docs": docs}, [docs[0]], {"documents": [docs[0]] * 257}):
+        assert_error_response(fast_server.client.post("/v1/documents/batch", json=body), 422)
+
+    resp = fast_server.client.post("/v1/documents/batch", json={"documents": docs})
+    assert resp.status_code == 201, resp.text
+    results = resp.json()["results"]
+    assert [r["status"] for r in results] == ["added", "added", "duplicate"], results
+    assert results[2]["duplicate_of"] == docs[0]["id"]
+    assert fast_server.health().json()["documents"] == before["documents"] + 2
+    for doc, result in zip(docs[:2], results):
+        stored = fast_server.client.get(f"/v1/documents/{doc['id']}").json()
+        assert stored["text"] == doc["text"] and stored["passages"] == result["passages"]
+    result = _search(fast_server, f"果园{tag}种植了多少个苹果品种？", document_ids=[docs[1]["id"]])
+    citations_fast(result)
+    assert result["results"][0]["document_id"] == docs[1]["id"]
+    again = fast_server.client.post("/v1/documents/batch", json={"documents": docs[:2]}).json()["results"]
+    assert [r["status"] for r in again] == ["unchanged", "unchanged"]
+    for doc in docs[:2]:
+        assert fast_server.client.delete(f"/v1/documents/{doc['id']}").status_code == 200

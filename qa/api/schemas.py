@@ -104,11 +104,22 @@ class DocumentBody(BaseModel):
         return value
 
 
+class DocumentBatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[DocumentBody] = Field(..., min_length=1, max_length=256,
+                                          description="Up to 256 documents, embedded together and written one by one.")
+
+
 class IngestOut(BaseModel):
     document_id: str
     status: Literal["added", "replaced", "unchanged", "duplicate"]
     passages: int
     duplicate_of: str | None = None
+
+
+class IngestBatchOut(BaseModel):
+    results: list[IngestOut]
 
 
 class DocumentOut(BaseModel):

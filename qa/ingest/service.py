@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +144,14 @@ class IngestService:
             texts += [d.text for d in drafts]
             spans += own
         self.embedder.encode_passages_with_spans(texts, spans)
+
+    def ingest_many(self, docs: Sequence[tuple[ParsedDocument, str | None]]) -> list[IngestResult]:
+        """Store several parsed documents (``(document, id or None)``): their passages are embedded
+        together first (batched across documents by length), then each document is written in its
+        own transaction and the indexes are persisted once at the end."""
+        self.prefetch(doc for doc, _ in docs)
+        with self.corpus.batch():
+            return [self.ingest(doc, document_id) for doc, document_id in docs]
 
     def _already_stored(self, digest: str, document_id: str) -> IngestResult | None:
         """``unchanged`` or ``duplicate`` when this content is stored already, else None."""

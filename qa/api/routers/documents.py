@@ -1,22 +1,32 @@
-"""Documents and passages: add (JSON or file upload), list, read, delete."""
+"""Documents and passages: add (JSON, file upload, or a batch of JSON documents), list, read, delete."""
 
 from __future__ import annotations
 
 import json
+from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from qa.api.deps import get_services
 from qa.api.errors import ApiError
-from qa.api.schemas import DocumentBody, DocumentListOut, DocumentOut, IngestOut, PassageOut
+from qa.api.schemas import (
+    DocumentBatchBody,
+    DocumentBody,
+    DocumentListOut,
+    DocumentOut,
+    IngestBatchOut,
+    IngestOut,
+    PassageOut,
+)
 from qa.ingest.parsers import DocumentDecodeError, EmptyDocumentError, UnsupportedFormatError
 from qa.ingest.service import InvalidDocumentIdError, document_id_for
 from qa.models import Document
 from qa.wiring import Services
 
 router = APIRouter(tags=["documents"])
+BodyT = TypeVar("BodyT", bound=BaseModel)
 
 _UPLOAD_DOC = {
     "requestBody": {
@@ -59,21 +69,29 @@ async def _read_upload(request: Request, services: Services):
     return parsed, str(doc_id)
 
 
-async def _read_json(request: Request, services: Services):
+async def _json_body(request: Request, services: Services, model: type[BodyT]) -> BodyT:
     raw = await request.body()
     if len(raw) > services.settings.max_upload_bytes:
         raise ApiError(413, "too_large", f"body is larger than {services.settings.max_upload_bytes} bytes")
     try:
-        body = DocumentBody.model_validate(json.loads(raw))
+        return model.model_validate(json.loads(raw))
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, ValidationError):
             msg = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
             raise ApiError(422, "invalid_request", msg) from exc
         raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
-    parsed = await run_in_threadpool(services.ingest.parse, body.text, None, title=body.title)
+
+
+def _parse_body(services: Services, body: DocumentBody):
+    parsed = services.ingest.parse(body.text, None, title=body.title)
     parsed.source = body.source or parsed.source
     parsed.published = body.published or parsed.published
-    return parsed, body.id
+    return parsed, document_id_for(body.id) if body.id is not None else None
+
+
+async def _read_json(request: Request, services: Services):
+    body = await _json_body(request, services, DocumentBody)
+    return await run_in_threadpool(_parse_body, services, body)
 
 
 @router.post("/v1/documents", response_model=IngestOut, status_code=201, openapi_extra=_UPLOAD_DOC)
@@ -83,17 +101,32 @@ async def add_document(request: Request, services: Services = Depends(get_servic
     try:
         if content_type.startswith("multipart/form-data"):
             parsed, doc_id = await _read_upload(request, services)
+            doc_id = document_id_for(doc_id)
         elif content_type.startswith("application/json") or not content_type:
             parsed, doc_id = await _read_json(request, services)
         else:
             raise ApiError(415, "unsupported_media_type",
                            "send application/json {title, text} or multipart/form-data with a 'file'")
-        if doc_id is not None:
-            doc_id = document_id_for(doc_id)
     except (DocumentDecodeError, EmptyDocumentError, UnsupportedFormatError, InvalidDocumentIdError) as exc:
         raise ApiError(422, type(exc).__name__, str(exc)) from exc
     result = await run_in_threadpool(services.ingest.ingest, parsed, doc_id)
     return IngestOut(**result.__dict__)
+
+
+@router.post("/v1/documents/batch", response_model=IngestBatchOut, status_code=201)
+async def add_documents(request: Request, services: Services = Depends(get_services)) -> IngestBatchOut:
+    """Add or replace up to 256 documents in one request: ``{"documents": [{"title","text",…}, …]}``.
+
+    Every document is checked first (nothing is written when one is invalid); their passages are
+    then embedded together and each document is written in its own transaction, in order.
+    """
+    body = await _json_body(request, services, DocumentBatchBody)
+    try:
+        docs = await run_in_threadpool(lambda: [_parse_body(services, d) for d in body.documents])
+    except (EmptyDocumentError, InvalidDocumentIdError) as exc:
+        raise ApiError(422, type(exc).__name__, str(exc)) from exc
+    results = await run_in_threadpool(services.ingest.ingest_many, docs)
+    return IngestBatchOut(results=[IngestOut(**r.__dict__) for r in results])
 
 
 @router.get("/v1/documents", response_model=DocumentListOut, response_model_exclude_none=True)
