@@ -110,6 +110,9 @@ def test_ratios_compare_with_the_best_peer():
     r = ratios(figures, [8])
     assert r["1 client: p50 ms"] == 2.0  # best peer latency: the lowest
     assert r["8 clients: questions/s"] == 1.5  # best peer rate: the highest
+    # qa without its second stage is measured beside the peers but is not one of them
+    figures["systems"]["qa-first-stage"] = {"single_client": {"p50_ms": 10.0}, "clients_8": {"qps": 99.0}}
+    assert ratios(figures, [8]) == r
 
 
 def test_truncated_cache_renormalises_the_prefix(tmp_path):
