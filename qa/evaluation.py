@@ -102,7 +102,7 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
         # Each paragraph in one language only, alternating (zh-0, en-1, zh-2, …): half the questions must
         # find a paragraph in the other language while same-language paragraphs of the same article
         # sit beside it; a fusion that favours the question's language shows here.
-        split = [p for p in xq_p if p["id"] == f"{('zh', 'en')[int(p['id'].split('-')[1]) % 2]}-{p['id'].split('-')[1]}"]
+        split = [p for p in xq_p if p["lang"] == ("zh", "en")[int(p["id"].split("-")[1]) % 2]]  # ids: "<lang>-<n>"
         split_ids = {p["id"] for p in split}
         pools["xquad-split"] = split
         for src in ("zh", "en"):
@@ -168,27 +168,17 @@ def build_pool(name: str, passages: list[dict], settings: Settings, console: Con
     have = services.corpus.store.count_documents()
     if have >= len(passages):
         return services
-    docs = {}
+    docs = []
     for p in passages:
         if services.corpus.store.document_hash(p["id"]) is None:
             text = p["text"].strip()
-            docs[p["id"]] = ParsedDocument(title=p.get("title") or p["id"], text=text,
-                                           blocks=[Block("paragraph", 0, len(text), text)])
+            docs.append((ParsedDocument(title=p.get("title") or p["id"], text=text,
+                                        blocks=[Block("paragraph", 0, len(text), text)]), p["id"]))
     with _progress(console) as progress:
-        task = progress.add_task(f"embedding {name} pool passages", total=None)
-        previous = getattr(services.ingest.embedder, "on_progress", None)
-        if hasattr(services.ingest.embedder, "on_progress"):
-            services.ingest.embedder.on_progress = lambda done, total: progress.update(task, completed=done, total=total)
-        try:
-            services.ingest.prefetch(docs.values())  # the cache keeps every finished batch if interrupted
-        finally:
-            if hasattr(services.ingest.embedder, "on_progress"):
-                services.ingest.embedder.on_progress = previous
-    with _progress(console) as progress, services.corpus.batch():
-        task = progress.add_task(f"indexing {name} pool", total=len(passages), completed=have)
-        for doc_id, doc in docs.items():
-            services.ingest.ingest(doc, doc_id)
-            progress.advance(task)
+        task = progress.add_task(f"embedding and indexing {name} pool passages", total=None)
+        # The embedding cache keeps every finished batch, so an interrupted build resumes.
+        services.ingest.ingest_many(docs, on_progress=lambda done, total: progress.update(task, completed=done,
+                                                                                          total=total))
     return services
 
 

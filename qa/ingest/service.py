@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 
 from embeddings import Embedder
 from qa.corpus import Corpus
@@ -34,6 +35,18 @@ _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 class InvalidDocumentIdError(ValueError):
     """A document id that cannot be used in URLs and citations."""
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A document to write: its id and content hash, its passages, their sentences and the spans to embed."""
+
+    doc: ParsedDocument
+    document_id: str
+    digest: str
+    drafts: list
+    sentences: list[list[tuple[int, int]]]
+    spans: list[list[tuple[int, int]]]
 
 
 @dataclass(frozen=True)
@@ -81,48 +94,31 @@ class IngestService:
     def ingest(self, doc: ParsedDocument, document_id: str | None = None,
                on_progress: Callable[[int, int], None] | None = None) -> IngestResult:
         """Store one parsed document (see the module docstring for the duplicate policy)."""
-        digest = content_hash(doc.title, doc.text)
-        document_id = document_id_for(document_id) if document_id else "doc-" + digest[:16]
-        skipped = self._already_stored(digest, document_id)
-        if skipped is not None:
-            return skipped
+        return self.ingest_many([(doc, document_id)], on_progress)[0]
 
-        drafts, sentences, spans = self._plan(doc)
-        previous = getattr(self.embedder, "on_progress", None)
-        if on_progress is not None and hasattr(self.embedder, "on_progress"):
-            self.embedder.on_progress = on_progress
-        try:
-            vectors, span_vectors = self.embedder.encode_passages_with_spans([d.text for d in drafts], spans)
-        finally:
-            if hasattr(self.embedder, "on_progress"):
-                self.embedder.on_progress = previous
-        lang = detect_lang(doc.text)
-        sentence_vectors = [
-            span_vectors[i] if len(own) > 1 else (vectors[i:i + 1] if own else None)
-            for i, own in enumerate(sentences)
-        ]
-        stored = [
-            StoredPassage(
-                passage=Passage(
-                    id=passage_id(document_id, d.paragraph, d.part), document_id=document_id, section=d.section,
-                    paragraph=d.paragraph, part=d.part, lang=d.lang, start=d.start, end=d.end, text=d.text,
-                    title=doc.title, source=doc.source, published=doc.published,
-                ),
-                tokens=passage_tokens(d.section, d.text, d.lang),
-                vector=vectors[i],
-                sentences=tuple(sentences[i]),
-                sentence_vectors=sentence_vectors[i],
-            )
-            for i, d in enumerate(drafts)
-        ]
-        document = new_document(document_id, doc.title, lang, doc.source, doc.published, digest, doc.metadata)
-        with self.corpus.batch():  # holds the write lock: decide again, another request may have written meanwhile
+    def ingest_many(self, docs: Sequence[tuple[ParsedDocument, str | None]],
+                    on_progress: Callable[[int, int], None] | None = None) -> list[IngestResult]:
+        """Store parsed documents (``(document, id or None)``, in order): the passages of those not
+        stored yet are embedded together (batched across documents by length; ``on_progress(done,
+        total)`` follows it), then each document is written in its own transaction and the indexes
+        are persisted once at the end."""
+        planned: list[IngestResult | _Planned] = []
+        for doc, document_id in docs:
+            digest = content_hash(doc.title, doc.text)
+            document_id = document_id_for(document_id) if document_id else "doc-" + digest[:16]
             skipped = self._already_stored(digest, document_id)
-            if skipped is not None:
-                return skipped
-            replaced = self.corpus.store.document_hash(document_id) is not None
-            self.corpus.write_document(document, doc.text, stored)
-        return IngestResult(document_id, "replaced" if replaced else "added", len(stored))
+            planned.append(skipped if skipped is not None else _Planned(doc, document_id, digest, *self._plan(doc)))
+        todo = [p for p in planned if isinstance(p, _Planned)]
+        vectors, span_vectors = self._embed([d.text for p in todo for d in p.drafts],
+                                            [own for p in todo for own in p.spans], on_progress)
+        stored, cursor = [], 0
+        for p in todo:
+            n = len(p.drafts)
+            stored.append(self._stored(p, vectors[cursor:cursor + n], span_vectors[cursor:cursor + n]))
+            cursor += n
+        ready = iter(stored)
+        with self.corpus.batch():  # holds the write lock: decide again, another request may have written meanwhile
+            return [self._write(p, next(ready)) if isinstance(p, _Planned) else p for p in planned]
 
     def _plan(self, doc: ParsedDocument) -> tuple[list, list[list[tuple[int, int]]], list[list[tuple[int, int]]]]:
         """Passages of ``doc``, their sentences (document offsets) and the spans to embed (passage offsets).
@@ -135,23 +131,47 @@ class IngestService:
         spans = [[(s - d.start, e - d.start) for s, e in own] if len(own) > 1 else [] for d, own in zip(drafts, sentences)]
         return drafts, sentences, spans
 
-    def prefetch(self, docs: Iterable[ParsedDocument]) -> None:
-        """Embed the passages of many documents in one go (batched across documents by length) so that
-        ingesting them one by one afterwards only reads the embedding cache."""
-        texts, spans = [], []
-        for doc in docs:
-            drafts, _, own = self._plan(doc)
-            texts += [d.text for d in drafts]
-            spans += own
-        self.embedder.encode_passages_with_spans(texts, spans)
+    def _embed(self, texts: list[str], spans: list[list[tuple[int, int]]],
+               on_progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        previous = getattr(self.embedder, "on_progress", None)
+        if on_progress is not None and hasattr(self.embedder, "on_progress"):
+            self.embedder.on_progress = on_progress
+        try:
+            return self.embedder.encode_passages_with_spans(texts, spans)
+        finally:
+            if hasattr(self.embedder, "on_progress"):
+                self.embedder.on_progress = previous
 
-    def ingest_many(self, docs: Sequence[tuple[ParsedDocument, str | None]]) -> list[IngestResult]:
-        """Store several parsed documents (``(document, id or None)``): their passages are embedded
-        together first (batched across documents by length), then each document is written in its
-        own transaction and the indexes are persisted once at the end."""
-        self.prefetch(doc for doc, _ in docs)
-        with self.corpus.batch():
-            return [self.ingest(doc, document_id) for doc, document_id in docs]
+    @staticmethod
+    def _stored(p: _Planned, vectors: np.ndarray, span_vectors: list[np.ndarray]) -> list[StoredPassage]:
+        """The passages of a planned document as the store keeps them (tokens, vectors, sentences)."""
+        doc, document_id = p.doc, p.document_id
+        return [
+            StoredPassage(
+                passage=Passage(
+                    id=passage_id(document_id, d.paragraph, d.part), document_id=document_id, section=d.section,
+                    paragraph=d.paragraph, part=d.part, lang=d.lang, start=d.start, end=d.end, text=d.text,
+                    title=doc.title, source=doc.source, published=doc.published,
+                ),
+                tokens=passage_tokens(d.section, d.text, d.lang),
+                vector=vectors[i],
+                sentences=tuple(own),
+                sentence_vectors=span_vectors[i] if len(own) > 1 else (vectors[i:i + 1] if own else None),
+            )
+            for i, (d, own) in enumerate(zip(p.drafts, p.sentences))
+        ]
+
+    def _write(self, p: _Planned, stored: list[StoredPassage]) -> IngestResult:
+        """Write one planned document (the caller holds the corpus batch)."""
+        skipped = self._already_stored(p.digest, p.document_id)
+        if skipped is not None:
+            return skipped
+        doc = p.doc
+        document = new_document(p.document_id, doc.title, detect_lang(doc.text), doc.source, doc.published,
+                                p.digest, doc.metadata)
+        replaced = self.corpus.store.document_hash(p.document_id) is not None
+        self.corpus.write_document(document, doc.text, stored)
+        return IngestResult(p.document_id, "replaced" if replaced else "added", len(stored))
 
     def _already_stored(self, digest: str, document_id: str) -> IngestResult | None:
         """``unchanged`` or ``duplicate`` when this content is stored already, else None."""
