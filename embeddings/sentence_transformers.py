@@ -110,7 +110,7 @@ class SentenceTransformerEmbedder(Embedder):
 
         texts = list(texts)
         prompt = (getattr(self._model, "prompts", None) or {}).get(self._passage_prompt or "", "") or ""
-        passages = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        passages = np.zeros((len(texts), self._full), dtype=np.float32)
         pooled: list = []
         owners: list[tuple[int, int]] = []
         orphans: list[tuple[int, int]] = []
@@ -126,7 +126,7 @@ class SentenceTransformerEmbedder(Embedder):
                 features = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
                             "modality": "text"}
                 out = self._model.forward(features)
-                passages[batch] = out["sentence_embedding"].float().numpy()[:, : self.dimension]
+                passages[batch] = out["sentence_embedding"].float().numpy()
                 tokens = out["token_embeddings"]
                 live = encoded["attention_mask"].bool()
                 for row, i in enumerate(batch):
@@ -138,31 +138,33 @@ class SentenceTransformerEmbedder(Embedder):
                             owners.append((i, k))
                         else:
                             orphans.append((i, k))
-            span_vectors = [np.zeros((len(s), self.dimension), dtype=np.float32) for s in spans]
+            span_vectors = [np.zeros((len(s), self._full), dtype=np.float32) for s in spans]
             if pooled:
                 features = {"sentence_embedding": torch.stack(pooled)}
                 for module in self._after_pooling:
                     features = module(features)
-                vectors = features["sentence_embedding"].float().numpy()[:, : self.dimension]
+                vectors = features["sentence_embedding"].float().numpy()
                 for (i, k), vector in zip(owners, vectors):
                     span_vectors[i][k] = vector
         if orphans:
-            vectors = self._encode([texts[i][slice(*spans[i][k])] for i, k in orphans], self._passage_prompt)
+            vectors = self._encode_full([texts[i][slice(*spans[i][k])] for i, k in orphans], self._passage_prompt)
             for (i, k), vector in zip(orphans, vectors):
                 span_vectors[i][k] = vector
-        if self._dim:
-            for block in [passages, *span_vectors]:
-                block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
-        return passages, span_vectors
+        return self._truncated(passages), [self._truncated(block) for block in span_vectors]
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` alone (no prompt, no special tokens)."""
         return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _encode(self, texts: Sequence[str], prompt_name: str | None, batch_size: int | None = None) -> np.ndarray:
+        return self._truncated(self._encode_full(texts, prompt_name, batch_size))
+
+    def _encode_full(self, texts: Sequence[str], prompt_name: str | None, batch_size: int | None = None
+                     ) -> np.ndarray:
+        """Full-size, normalised vectors (before any Matryoshka truncation)."""
         texts = list(texts)
         if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
+            return np.zeros((0, self._full), dtype=np.float32)
         # sentence-transformers sorts the texts by length before batching and restores the order.
         with self._lock:
             vectors = self._model.encode(
@@ -173,8 +175,11 @@ class SentenceTransformerEmbedder(Embedder):
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        vectors = np.asarray(vectors, dtype=np.float32)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _truncated(self, vectors: np.ndarray) -> np.ndarray:
+        """``vectors`` cut to ``dim`` and re-normalised when the model is truncated (Matryoshka)."""
         if self._dim:
             vectors = vectors[:, : self._dim]
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(vectors)
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
