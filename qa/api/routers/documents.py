@@ -26,6 +26,8 @@ from qa.models import Document
 from qa.wiring import Services
 
 router = APIRouter(tags=["documents"])
+# What parsing a document can raise about the document itself: a 422 naming the problem.
+_DOCUMENT_ERRORS = (DocumentDecodeError, EmptyDocumentError, UnsupportedFormatError, InvalidDocumentIdError)
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
 _UPLOAD_DOC = {
@@ -107,7 +109,7 @@ async def add_document(request: Request, services: Services = Depends(get_servic
         else:
             raise ApiError(415, "unsupported_media_type",
                            "send application/json {title, text} or multipart/form-data with a 'file'")
-    except (DocumentDecodeError, EmptyDocumentError, UnsupportedFormatError, InvalidDocumentIdError) as exc:
+    except _DOCUMENT_ERRORS as exc:
         raise ApiError(422, type(exc).__name__, str(exc)) from exc
     result = await run_in_threadpool(services.ingest.ingest, parsed, doc_id)
     return IngestOut(**result.__dict__)
@@ -123,7 +125,7 @@ async def add_documents(request: Request, services: Services = Depends(get_servi
     body = await _json_body(request, services, DocumentBatchBody)
     try:
         docs = await run_in_threadpool(lambda: [_parse_body(services, d) for d in body.documents])
-    except (EmptyDocumentError, InvalidDocumentIdError) as exc:
+    except _DOCUMENT_ERRORS as exc:
         raise ApiError(422, type(exc).__name__, str(exc)) from exc
     results = await run_in_threadpool(services.ingest.ingest_many, docs)
     return IngestBatchOut(results=[IngestOut(**r.__dict__) for r in results])
