@@ -365,9 +365,19 @@ def scale_worker(n: int, variant: str, *, chunk: int = 50_000, budget_s: float =
     return result
 
 
-def run_scale(n: int, *, variants: Sequence[str] = ("hnsw", "hnsw_sq8"), budget_s: float = 600.0, queries: int = 1000,
+SCALE_VARIANTS = ("hnsw", "hnsw_sq8")  # plain HNSW, and HNSW over 8-bit scalar-quantised vectors
+
+
+def check_scale_variants(variants: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless ``variants`` names at least one known index variant and no other."""
+    if not variants or set(variants) - set(SCALE_VARIANTS):
+        raise ValueError(f"use {' and/or '.join(SCALE_VARIANTS)}, not {', '.join(variants) or 'nothing'}")
+
+
+def run_scale(n: int, *, variants: Sequence[str] = SCALE_VARIANTS, budget_s: float = 600.0, queries: int = 1000,
               chunk: int = 50_000, console: Console | None = None) -> list[dict]:
     """Each variant in a fresh subprocess (so its resident memory is its own)."""
+    check_scale_variants(variants)
     console = console or Console()
     results = []
     for variant in variants:

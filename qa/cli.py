@@ -269,20 +269,23 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
                                            help="Also measure qa with its second stage off (QA_RERANK_DEPTH=0)."),
           scale: Optional[int] = typer.Option(None, help="Instead: the approximate index at this many synthetic vectors."),
           scale_budget: float = typer.Option(600.0, help="Build seconds per index variant before extrapolating."),
-          scale_variants: str = typer.Option("hnsw,hnsw_sq8", help="--scale: index variants to build (comma-separated)."),
+          scale_variants: Optional[str] = typer.Option(
+              None, help="--scale: index variants to build, comma-separated: hnsw, hnsw_sq8 (default: both)."),
           matryoshka: Optional[str] = typer.Option(None, help="Instead: qa eval xquad at these dims, e.g. 512,256."),
           eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/."),
           eval_limit: Optional[int] = typer.Option(None, help="--matryoshka: only the first N questions per direction."),
           output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
           ) -> None:
     """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --scale / --matryoshka."""
-    from qa.benchmark import run_bench, run_scale, run_truncation, write_json
+    from qa.benchmark import SCALE_VARIANTS, check_scale_variants, run_bench, run_scale, run_truncation, write_json
 
     out = Console(width=160)
     if scale:
-        variants = [v.strip() for v in scale_variants.split(",") if v.strip()]
-        if not variants or set(variants) - {"hnsw", "hnsw_sq8"}:
-            raise typer.BadParameter("use hnsw and/or hnsw_sq8", param_hint="--scale-variants")
+        variants = [v.strip() for v in scale_variants.split(",") if v.strip()] if scale_variants else SCALE_VARIANTS
+        try:
+            check_scale_variants(variants)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--scale-variants") from exc
         write_json(output, {"scale": run_scale(scale, variants=variants, budget_s=scale_budget, console=out)})
     elif matryoshka:
         dims = [int(d) for d in matryoshka.split(",") if d.strip()]
