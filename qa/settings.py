@@ -32,9 +32,11 @@ class Settings(BaseSettings):
     embed_batch_size: int = 8
     torch_threads: int = 2
     embedding_dim: int | None = Field(None, description="Matryoshka truncation (e.g. 512, 256); None keeps the full size.")
-    quantize: Literal["none", "int8"] = Field(
-        "int8", description="EmbeddingGemma in int8 (dynamically quantised Linear layers; model id gets /int8, so "
-        "caches and indexes are its own) or none (fp32). XQuAD R@1 within 0.01 of fp32; ignored by use-m.")
+    quantize: Literal["auto", "none", "int8", "bf16"] = Field(
+        "auto", description="EmbeddingGemma's precision: bf16 (weights converted once from the verified fp32 "
+        "file; native bf16 matmuls, vectors at cosine >= 0.998 of fp32), int8 (dynamically quantised Linear "
+        "layers), none (fp32), or auto: bf16 where the CPU has native bf16 (AVX512-BF16/AMX), else int8. The "
+        "model id gets /bf16 or /int8, so caches and indexes are their own; ignored by use-m.")
     sentence_vectors: Literal["separate", "contextual"] = Field(
         "separate", description="How sentence vectors (second stage, evidence) are made: separate encodes every "
         "sentence on its own (about half the ingest speed, best quality); contextual pools them from the "
@@ -62,6 +64,10 @@ class Settings(BaseSettings):
     cross_weight: float = Field(0.2, description="Weight of cross-language matches: numbers, Latin-script words, pinyin of names.")
     evidence_join_margin: float = Field(
         0.1, description="A sentence next to the best one joins the evidence when it scores within this margin.")
+    evidence_min_chars: int = Field(
+        240, ge=0, description="The evidence grows by whole sentences until it is at least this long, in Latin-"
+        "character equivalents (a CJK character counts as three): 240 is about two English sentences or 80 "
+        "Chinese characters. 0: the best sentence alone (plus near-tie neighbours).")
     rerank_depth: int = Field(20, description="Fused candidates re-scored by the sentence-level second stage.")
     balance_languages: bool = Field(
         True, description="Offset each language's candidates by the BM25/cross-language bonus of its best one, so "

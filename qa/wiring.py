@@ -73,12 +73,13 @@ class ThreadLimitedSearch(SearchService):
 
 
 def load_calibration(model_id: str) -> Calibration:
-    """The answerable calibration fitted for ``model_id``. An int8 model that has none yet borrows the
-    one of its fp32 twin (same weights; vectors at cosine ~0.99, so the confidence features barely move);
-    ``QA_QUANTIZE=int8 qa eval calibrate`` fits its own."""
+    """The answerable calibration fitted for ``model_id``. A bf16 or int8 model that has none yet borrows
+    the one of its fp32 twin (same weights; vectors at cosine >= 0.98, so the confidence features barely
+    move); ``QA_QUANTIZE=bf16 qa eval calibrate`` (or int8) fits its own."""
     calibration = Calibration.load(model_id)
-    if not calibration.report and model_id.endswith("/int8"):
-        twin = Calibration.load(model_id.removesuffix("/int8"))
+    base, _, precision = model_id.rpartition("/")
+    if not calibration.report and precision in ("bf16", "int8"):
+        twin = Calibration.load(base)
         if twin.report:
             log.info("no calibration fitted for %s: using the fp32 one", model_id)
             twin.model_id = model_id
@@ -91,7 +92,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     corpus = Corpus(settings.data_dir, embedder.model_id, embedder.dimension, settings)
     ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars)
     search = ThreadLimitedSearch(
-        corpus, embedder, EvidenceSelector(join_margin=settings.evidence_join_margin),
+        corpus, embedder, EvidenceSelector(join_margin=settings.evidence_join_margin,
+                                                   min_chars=settings.evidence_min_chars),
         load_calibration(embedder.model_id), candidates=settings.candidates,
         weights=FusionWeights(lexical=settings.lexical_weight, sentence=settings.sentence_weight,
                               cross=settings.cross_weight, rerank_depth=settings.rerank_depth,

@@ -1,4 +1,4 @@
-"""Micro-batching of question encoding (real USE-m model) and the int8 EmbeddingGemma (slow)."""
+"""Micro-batching of question encoding (real USE-m model) and the int8 and bf16 EmbeddingGemma (slow)."""
 
 from __future__ import annotations
 
@@ -236,23 +236,53 @@ def test_factory_puts_the_batcher_inside_the_cache(tmp_path):
     assert embedder.inner.stats.calls == calls
 
 
-# --------------------------------------------------------------------------- int8 EmbeddingGemma (real)
+# --------------------------------------------------------------------------- int8 and bf16 EmbeddingGemma (real)
 
 
 @pytest.mark.slow
-def test_int8_embeddinggemma_has_its_own_id_and_close_vectors():
+@pytest.mark.parametrize("mode, min_cosine", [("int8", 0.95), ("bf16", 0.998)])
+def test_reduced_precision_embeddinggemma_has_its_own_id_and_close_vectors(mode, min_cosine):
     folder = Settings().models_dir / "embeddinggemma-300m"
     if not folder.is_dir():
         pytest.skip(f"EmbeddingGemma is not installed in {folder} (run `qa models fetch`)")
     from embeddings.sentence_transformers import SentenceTransformerEmbedder
 
     fp32 = SentenceTransformerEmbedder(folder)
-    int8 = SentenceTransformerEmbedder(folder, quantize="int8")
-    assert int8.model_id == fp32.model_id + "/int8" and int8.dimension == fp32.dimension
+    reduced = SentenceTransformerEmbedder(folder, quantize=mode)
+    assert reduced.model_id == fp32.model_id + "/" + mode and reduced.dimension == fp32.dimension
     sentences = QUESTIONS[:4] + ["黑豹队的防守只丢了308分，在联赛中排名第六。",
                                  "Photosynthesis converts light energy into chemical energy stored in glucose."]
     for verb in ("encode_queries", "encode_passages"):
-        a, b = getattr(fp32, verb)(sentences), getattr(int8, verb)(sentences)
+        a, b = getattr(fp32, verb)(sentences), getattr(reduced, verb)(sentences)
         assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
         cosines = (a * b).sum(axis=1)
-        assert cosines.min() > 0.95, (verb, cosines)
+        assert cosines.min() > min_cosine, (verb, cosines)
+
+
+@pytest.mark.slow
+def test_bf16_weights_are_a_converted_copy_next_to_the_verified_folder():
+    import json
+
+    import torch
+    from safetensors import safe_open
+
+    from embeddings.fetch import folder_digests
+    from embeddings.quantize import bf16_folder, native_bf16, resolve_mode
+
+    folder = Settings().models_dir / "embeddinggemma-300m"
+    if not folder.is_dir():
+        pytest.skip(f"EmbeddingGemma is not installed in {folder} (run `qa models fetch`)")
+    digest = folder_digests(folder, ["model.safetensors"])["model.safetensors"]
+    derived = bf16_folder(folder, digest)
+    assert derived.parent == folder.parent and derived.name == f"embeddinggemma-300m@{digest[:8]}.bf16"
+    assert json.loads((derived / ".derived.json").read_text())["source_sha256"] == digest
+    with safe_open(str(derived / "model.safetensors"), framework="pt") as weights, \
+            safe_open(str(folder / "model.safetensors"), framework="pt") as source:
+        assert set(weights.keys()) == set(source.keys())
+        name = next(iter(weights.keys()))
+        assert weights.get_tensor(name).dtype == torch.bfloat16
+        assert torch.equal(weights.get_tensor(name), source.get_tensor(name).to(torch.bfloat16))
+    assert (derived / "tokenizer.json").resolve() == (folder / "tokenizer.json").resolve()
+    assert resolve_mode("auto") == ("bf16" if native_bf16() else "int8")
+    with pytest.raises(ValueError, match="unknown quantisation"):
+        resolve_mode("fp8")
