@@ -1,4 +1,4 @@
-"""Dynamic micro-batching of question encoding.
+"""Dynamic micro-batching of question encoding, on one model thread.
 
 Under concurrent load every request thread asks for one question vector. Encoding them one by one
 means one forward pass each, queued behind the model's lock; a CPU runs a batch of 16 short
@@ -6,21 +6,28 @@ questions in a fraction of 16 single passes (the matmuls get wider, the per-call
 once). :class:`MicroBatchingEmbedder` collects the questions that arrive while the model is busy
 and encodes them together.
 
+Every question is encoded by **one worker thread**, never by the request threads. torch's OpenMP
+runtime keeps a team of compute threads per thread that starts parallel work; with the request
+threads of an HTTP pool taking turns, each forward pass woke a team that had gone to sleep, and on
+two cores the idle teams got in each other's way: with the request threads encoding, 8 concurrent
+clients got far fewer questions/s and a lone client's latency rose after every burst of load
+(docs/performance.md has the `qa bench` figures before and after).
+
 How a call to ``encode_queries`` goes:
 
-- **Fast path.** No batch in flight and nothing queued: the caller encodes its own texts at once,
-  on its own thread. A single client pays one lock acquisition, nothing else.
-- **Queued.** Otherwise the request joins the queue and the caller waits. One worker thread takes
-  the queue as one batch (at most ``max_batch`` texts; identical texts encoded once) as soon as the
+- **Alone.** Nothing in flight and nothing queued: the worker encodes the request at once (no
+  waiting for company). A single client pays two thread hand-offs, nothing else.
+- **Queued.** Otherwise the request joins the queue and the caller waits. The worker takes the
+  queue as one batch (at most ``max_batch`` texts; identical texts encoded once) as soon as the
   batch in flight is done and either ``max_wait_ms`` has passed since the oldest queued request
   arrived or ``max_batch`` texts are waiting. Each caller gets exactly its rows.
 - **Errors.** An exception raised by the inner embedder reaches every caller of that batch (and
   only them); the worker carries on with the next batch.
-- **Big calls** (``max_batch`` texts or more) and passages go straight to the inner embedder:
-  they are batches already.
+- **Big calls** (``max_batch`` texts or more) and passages go straight to the inner embedder on the
+  caller's thread: they are batches already.
 
-Only one batch is encoded at a time (fast path or worker): the model uses every core for one
-forward pass anyway, and the waiting requests form the next batch meanwhile.
+Only one batch is encoded at a time: the model uses every core for one forward pass anyway, and
+the waiting requests form the next batch meanwhile.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from .base import Embedder, WrappingEmbedder
 class _Request:
     texts: list[str]
     arrived: float
+    alone: bool = False  # arrived with nothing in flight or queued: encoded at once
     done: threading.Event = field(default_factory=threading.Event)
     result: np.ndarray | None = None
     error: BaseException | None = None
@@ -51,7 +59,7 @@ class BatchingStats:
     """Counters (read without locking: approximate while requests are running)."""
 
     calls: int = 0  # encode_queries calls with at least one text
-    direct: int = 0  # encoded on the caller's thread (fast path or big call)
+    direct: int = 0  # encoded on their own: a lone request, or a big call on the caller's thread
     batches: int = 0  # batches encoded by the worker
     batched_requests: int = 0  # requests those batches served
     batched_texts: int = 0  # distinct texts those batches encoded
@@ -71,7 +79,7 @@ class MicroBatchingEmbedder(WrappingEmbedder):
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[_Request] = deque()
         self._queued_texts = 0
-        self._busy = False  # a batch (fast path or worker) is being encoded
+        self._busy = False  # the worker is encoding a batch
         self._closed = False
         self._worker: threading.Thread | None = None
         self._pid = os.getpid()
@@ -93,23 +101,11 @@ class MicroBatchingEmbedder(WrappingEmbedder):
             self._check_fork()
             if self._closed:
                 raise RuntimeError("MicroBatchingEmbedder is closed")
-            direct = not self._busy and not self._queue
-            if direct:
-                self._busy = True
-            else:
-                request = _Request(texts, time.monotonic())
-                self._queue.append(request)
-                self._queued_texts += len(texts)
-                self._ensure_worker()
-                self._cond.notify_all()
-        if direct:
-            self.stats.direct += 1
-            try:
-                return self._encode(texts)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+            request = _Request(texts, time.monotonic(), alone=not self._busy and not self._queue)
+            self._queue.append(request)
+            self._queued_texts += len(texts)
+            self._ensure_worker()
+            self._cond.notify_all()
         while not request.done.wait(1.0):
             with self._cond:  # never wait on a worker that is gone (it cannot die, but be sure)
                 if not request.done.is_set() and not self._closed:
@@ -168,7 +164,7 @@ class MicroBatchingEmbedder(WrappingEmbedder):
                 if not self._queue or self._busy:
                     self._cond.wait()
                     continue
-                if self._queued_texts < self.max_batch:
+                if self._queued_texts < self.max_batch and not self._queue[0].alone:
                     remaining = self._queue[0].arrived + self.max_wait_s - time.monotonic()
                     if remaining > 0:
                         self._cond.wait(remaining)
@@ -202,15 +198,19 @@ class MicroBatchingEmbedder(WrappingEmbedder):
 
     def _serve(self, batch: list[_Request]) -> None:
         unique = list(dict.fromkeys(text for request in batch for text in request.texts))
+        alone = len(batch) == 1 and batch[0].alone
         vectors = self._encode(unique)
         row = {text: i for i, text in enumerate(unique)}
         for request in batch:
             request.result = vectors[[row[text] for text in request.texts]]
         stats = self.stats
-        stats.batches += 1
-        stats.batched_requests += len(batch)
-        stats.batched_texts += len(unique)
-        stats.largest_batch = max(stats.largest_batch, len(unique))
+        if alone:
+            stats.direct += 1
+        else:
+            stats.batches += 1
+            stats.batched_requests += len(batch)
+            stats.batched_texts += len(unique)
+            stats.largest_batch = max(stats.largest_batch, len(unique))
         for request in batch:
             request.done.set()
 

@@ -15,6 +15,7 @@ from qa.ingest.service import IngestService
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
 from qa.retrieval.search import FusionWeights, SearchService
+from qa.text.tokenize import cross_language_query, tokenize
 from qa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,15 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     return Services(settings, embedder, corpus, ingest, search, chat)
 
 
+def warm_up(services: Services) -> None:
+    """Pay the first-use costs before the service says it is ready: jieba's dictionary, the Traditional →
+    Simplified converter, pinyin, and the model's first forward pass (kernels, weights paged in)."""
+    sample = "預熱：上海G60科創走廊的徐汇区 warm-up"
+    tokenize(sample)
+    cross_language_query(sample, "zh")
+    services.embedder.encode_queries([sample])
+
+
 def ingest_seeds_if_empty(services: Services) -> None:
     seeds = services.settings.seeds_dir
     if seeds and Path(seeds).is_dir() and services.corpus.store.count_documents() == 0:
@@ -133,6 +143,8 @@ class ServiceHolder:
         try:
             self.status = "loading model"
             services = build_services(self.settings)
+            self.status = "warming up"
+            warm_up(services)
             self.status = "ingesting seeds"
             ingest_seeds_if_empty(services)
             self.services = services

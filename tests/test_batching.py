@@ -194,7 +194,7 @@ def test_single_client_pays_almost_nothing(inner, reference):
                 t = time.perf_counter()
                 batcher.encode_queries([q])
                 batched.append(time.perf_counter() - t)
-        # A lone caller never waits max_wait_ms: it encodes on its own thread at once.
+        # A lone caller never waits max_wait_ms: the worker encodes it at once.
         assert batcher.stats.batches == 0 and batcher.stats.direct == batcher.stats.calls
         # Timings on a shared machine are noisy: the best call shows the cost, the median shows no waits.
         best = min(batched) - min(direct)
