@@ -6,7 +6,7 @@ questions in a fraction of 16 single passes (the matmuls get wider, the per-call
 once). :class:`MicroBatchingEmbedder` collects the questions that arrive while the model is busy
 and encodes them together.
 
-Every question is encoded by **one worker thread**, never by the request threads. torch's OpenMP
+Every forward pass (questions and passages) runs on **one worker thread**, never on the request threads. torch's OpenMP
 runtime keeps a team of compute threads per thread that starts parallel work; with the request
 threads of an HTTP pool taking turns, each forward pass woke a team that had gone to sleep, and on
 two cores the idle teams got in each other's way: with the request threads encoding, 8 concurrent
@@ -23,8 +23,8 @@ How a call to ``encode_queries`` goes:
   arrived or ``max_batch`` texts are waiting. Each caller gets exactly its rows.
 - **Errors.** An exception raised by the inner embedder reaches every caller of that batch (and
   only them); the worker carries on with the next batch.
-- **Big calls** (``max_batch`` texts or more) and passages go straight to the inner embedder on the
-  caller's thread: they are batches already.
+- **Passages and big calls** (``max_batch`` questions or more) are batches already: the worker runs
+  each as it is, in turn with the question batches (oldest first).
 
 Only one batch is encoded at a time: the model uses every core for one forward pass anyway, and
 the waiting requests form the next batch meanwhile.
@@ -36,8 +36,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,9 @@ class _Request:
     texts: list[str]
     arrived: float
     alone: bool = False  # arrived with nothing in flight or queued: encoded at once
+    job: Callable[[], Any] | None = None  # passages or a big call: run as it is, on the worker
     done: threading.Event = field(default_factory=threading.Event)
-    result: np.ndarray | None = None
+    result: Any = None
     error: BaseException | None = None
 
 
@@ -77,7 +79,8 @@ class MicroBatchingEmbedder(WrappingEmbedder):
         self.max_batch = max(1, int(max_batch))
         self.stats = BatchingStats()
         self._cond = threading.Condition(threading.Lock())
-        self._queue: deque[_Request] = deque()
+        self._queue: deque[_Request] = deque()  # questions, batched together
+        self._jobs: deque[_Request] = deque()  # passages and big calls, run one by one
         self._queued_texts = 0
         self._busy = False  # the worker is encoding a batch
         self._closed = False
@@ -87,7 +90,16 @@ class MicroBatchingEmbedder(WrappingEmbedder):
     # -- the Embedder interface ------------------------------------------------------------------
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return self.inner.encode_passages(texts)
+        texts = list(texts)
+        return self._submit(_Request(texts, time.monotonic(), job=lambda: self.inner.encode_passages(texts)))
+
+    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+                                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+        if not self.contextual_spans:  # spans are plain passages: encode_passages above sees them
+            return super().encode_passages_with_spans(texts, spans)
+        texts = list(texts)
+        return self._submit(_Request(texts, time.monotonic(),
+                                     job=lambda: self.inner.encode_passages_with_spans(texts, spans)))
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
@@ -95,15 +107,21 @@ class MicroBatchingEmbedder(WrappingEmbedder):
             return np.zeros((0, self.dimension), dtype=np.float32)
         self.stats.calls += 1
         if len(texts) >= self.max_batch:
-            self.stats.direct += 1
-            return self._encode(texts)
+            return self._submit(_Request(texts, time.monotonic(), job=lambda: self._encode(texts)))
+        return self._submit(_Request(texts, time.monotonic()))
+
+    def _submit(self, request: _Request) -> Any:
+        """Queue ``request`` for the worker and wait for its result."""
         with self._cond:
             self._check_fork()
             if self._closed:
                 raise RuntimeError("MicroBatchingEmbedder is closed")
-            request = _Request(texts, time.monotonic(), alone=not self._busy and not self._queue)
-            self._queue.append(request)
-            self._queued_texts += len(texts)
+            if request.job is not None:
+                self._jobs.append(request)
+            else:
+                request.alone = not self._busy and not self._queue and not self._jobs
+                self._queue.append(request)
+                self._queued_texts += len(request.texts)
             self._ensure_worker()
             self._cond.notify_all()
         while not request.done.wait(1.0):
@@ -123,8 +141,9 @@ class MicroBatchingEmbedder(WrappingEmbedder):
         """Stop the worker; queued requests fail, later calls raise."""
         with self._cond:
             self._closed = True
-            pending = list(self._queue)
+            pending = list(self._queue) + list(self._jobs)
             self._queue.clear()
+            self._jobs.clear()
             self._queued_texts = 0
             self._cond.notify_all()
         self._fail(pending, RuntimeError("MicroBatchingEmbedder was closed"))
@@ -145,6 +164,7 @@ class MicroBatchingEmbedder(WrappingEmbedder):
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._queue.clear()
+            self._jobs.clear()
             self._queued_texts = 0
             self._busy = False
             self._worker = None
@@ -161,9 +181,12 @@ class MicroBatchingEmbedder(WrappingEmbedder):
             while True:
                 if self._closed:
                     return None
-                if not self._queue or self._busy:
+                if (not self._queue and not self._jobs) or self._busy:
                     self._cond.wait()
                     continue
+                if self._jobs and (not self._queue or self._jobs[0].arrived <= self._queue[0].arrived):
+                    self._busy = True
+                    return [self._jobs.popleft()]
                 if self._queued_texts < self.max_batch and not self._queue[0].alone:
                     remaining = self._queue[0].arrived + self.max_wait_s - time.monotonic()
                     if remaining > 0:
@@ -197,6 +220,11 @@ class MicroBatchingEmbedder(WrappingEmbedder):
                     self._cond.notify_all()
 
     def _serve(self, batch: list[_Request]) -> None:
+        if batch[0].job is not None:
+            batch[0].result = batch[0].job()
+            self.stats.direct += 1
+            batch[0].done.set()
+            return
         unique = list(dict.fromkeys(text for request in batch for text in request.texts))
         alone = len(batch) == 1 and batch[0].alone
         vectors = self._encode(unique)
