@@ -69,12 +69,12 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
-    """p50/p95/p99/mean in milliseconds and the count."""
+    """p50/p95/p99/mean/max in milliseconds and the count."""
     ms = [s * 1000.0 for s in seconds]
     return {
         "n": len(ms),
         "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95), "p99_ms": percentile(ms, 99),
-        "mean_ms": (sum(ms) / len(ms)) if ms else float("nan"),
+        "mean_ms": (sum(ms) / len(ms)) if ms else float("nan"), "max_ms": max(ms) if ms else float("nan"),
     }
 
 
@@ -801,12 +801,15 @@ def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, in
             for c in concurrency:
                 phase(f"{c} concurrent clients: {duration_s:.0f} s each, in {load_rounds} rounds")
                 results = {s.name: LoadResult(c) for s in systems}
+                rss = {s.name: [] for s in systems}  # after each round: is memory flat under load?
                 for r in range(load_rounds):
                     for s in _rotated(systems, r):
                         results[s.name] = results[s.name].merge(
                             _load(s, concurrency=c, duration_s=duration_s / load_rounds))
+                        rss[s.name].append(round(s.server.memory().get("VmRSS", float("nan")), 1))
                 for s in systems:
                     fig(s)[f"clients_{c}"] = results[s.name].summary()
+                    fig(s)[f"clients_{c}"]["rss_after_each_round_mib"] = rss[s.name]
                     if results[s.name].error_samples:
                         fig(s)[f"clients_{c}"]["error_samples"] = results[s.name].error_samples
             for s in systems:
@@ -842,7 +845,8 @@ def _metrics(concurrency: Sequence[int]) -> list[tuple[tuple[str, ...], str, boo
     for c in concurrency:
         rows += [((f"clients_{c}", "qps"), f"{c} clients: questions/s", True, 2),
                  ((f"clients_{c}", "p50_ms"), f"{c} clients: p50 ms", False, 0),
-                 ((f"clients_{c}", "p99_ms"), f"{c} clients: p99 ms", False, 0)]
+                 ((f"clients_{c}", "p99_ms"), f"{c} clients: p99 ms", False, 0),
+                 ((f"clients_{c}", "max_ms"), f"{c} clients: slowest request, ms", False, 0)]
     rows += [
         (("errors",), "errors", False, 0),
         (("memory_after_warmup_mib", "VmRSS"), "RSS after warm-up, MiB", False, 0),

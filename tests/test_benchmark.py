@@ -32,6 +32,7 @@ def test_latency_summary_is_in_milliseconds():
     assert s["p50_ms"] == pytest.approx(2.5)
     assert s["mean_ms"] == pytest.approx(2.5)
     assert s["p99_ms"] == pytest.approx(3.97)
+    assert s["max_ms"] == pytest.approx(4.0)
 
 
 def test_load_generator_runs_concurrently_and_stops_at_the_deadline():
