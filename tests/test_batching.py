@@ -44,10 +44,17 @@ class RecordingUseM(UseMEmbedder):
         self.fail_next = False
         self.entered = threading.Event()
         self._record = threading.Lock()
+        self.threads: set[str] = set()  # names of the threads that ran forward passes
+
+    def encode_passages(self, texts):
+        with self._record:
+            self.threads.add(threading.current_thread().name)
+        return super().encode_passages(texts)
 
     def encode_queries(self, texts):
         with self._record:
             self.batch_sizes.append(len(texts))
+            self.threads.add(threading.current_thread().name)
             fail, self.fail_next = self.fail_next, False
         self.entered.set()
         if self.slow_s:
@@ -67,6 +74,7 @@ def model() -> RecordingUseM:
 def inner(model: RecordingUseM) -> RecordingUseM:
     model.slow_s, model.fail_next = 0.0, False
     model.batch_sizes.clear()
+    model.threads.clear()
     model.entered.clear()
     return model
 
@@ -200,6 +208,20 @@ def test_single_client_pays_almost_nothing(inner, reference):
         best = min(batched) - min(direct)
         typical = float(np.median(batched) - np.median(direct))
         assert best < 0.001 and typical < 0.01, f"overhead: best {best * 1000:.2f} ms, median {typical * 1000:.2f} ms"
+    finally:
+        batcher.close()
+
+
+def test_every_forward_pass_runs_on_the_one_worker_thread(inner, reference):
+    batcher = MicroBatchingEmbedder(inner, max_wait_ms=5, max_batch=8)
+    try:
+        batcher.encode_queries([QUESTIONS[0]])  # alone
+        got = _concurrently(lambda q: batcher.encode_queries([q]), QUESTIONS, threads=8)  # batched
+        batcher.encode_passages(["a passage", "another passage"])
+        batcher.encode_queries(QUESTIONS[:8])  # a big call
+        assert inner.threads == {"qa-micro-batcher"}, inner.threads
+        for row, want in zip(got, reference):
+            assert np.allclose(row[0], want, atol=1e-5)
     finally:
         batcher.close()
 
