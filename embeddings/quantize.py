@@ -35,8 +35,8 @@ from typing import Literal
 
 log = logging.getLogger(__name__)
 
-Quantize = Literal["auto", "none", "int8", "bf16"]
-QUANTIZE_MODES: tuple[str, ...] = ("none", "int8", "bf16")
+Quantize = Literal["auto", "none", "int8", "bf16", "openvino"]
+QUANTIZE_MODES: tuple[str, ...] = ("none", "int8", "bf16", "openvino")
 
 
 def model_id_suffix(mode: str) -> str:
@@ -74,33 +74,42 @@ _WEIGHTS = "model.safetensors"
 _DERIVED_MARKER = ".derived.json"
 
 
-def bf16_folder(folder: Path, digest: str) -> Path:
-    """A model folder like ``folder`` whose transformer weights are bf16, converted from ``folder``'s
-    fp32 ``model.safetensors`` (whose sha256 is ``digest``) on first use and kept next to it.
+def derived_folder(folder: Path, digest: str, kind: str, converter: str) -> Path:
+    """``<folder>@<sha8>.<kind>`` next to ``folder``: what ``converter`` (``"module:function"``, called as
+    ``function(source, target)``) makes from ``folder``, whose weights have sha256 ``digest``; made on
+    first use and again whenever ``digest`` changes.
 
-    The conversion runs in a child process (it holds the fp32 and the bf16 copy at once) and writes a
-    temporary folder that is renamed into place, so a crash leaves nothing half-written. Raises
-    ``OSError`` when the folder cannot be written (the caller then converts in memory).
+    The conversion runs in a child process (it holds the fp32 weights and the result at once) and
+    writes a temporary folder that is renamed into place, so a crash leaves nothing half-written.
+    Raises ``OSError`` when it fails or the folder cannot be written.
     """
     folder = Path(folder)
-    target = folder.parent / f"{folder.name}@{digest[:8]}.bf16"
+    target = folder.parent / f"{folder.name}@{digest[:8]}.{kind}"
     if _derived_from(target) == digest:
         return target
-    log.info("converting %s to bf16 in %s (once)", folder.name, target)
+    log.info("converting %s to %s in %s (once)", folder.name, kind, target)
     scratch = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
+    module, _, function = converter.partition(":")
     try:
-        done = subprocess.run([sys.executable, "-c", "import sys; from embeddings.quantize import convert_bf16; "
-                               "convert_bf16(*sys.argv[1:])", str(folder), str(scratch), digest],
+        done = subprocess.run([sys.executable, "-c", f"import sys; from {module} import {function}; "
+                               f"{function}(*sys.argv[1:])", str(folder), str(scratch)],
                               capture_output=True, text=True)
         if done.returncode != 0:
-            raise OSError(f"bf16 conversion of {folder} failed: {done.stderr.strip()[-500:]}")
+            raise OSError(f"{kind} conversion of {folder} failed: {done.stderr.strip()[-800:]}")
+        (scratch / _DERIVED_MARKER).write_text(
+            json.dumps({"source": str(folder.resolve()), "source_sha256": digest}) + "\n", encoding="utf-8")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(scratch, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def bf16_folder(folder: Path, digest: str) -> Path:
+    """A model folder like ``folder`` whose transformer weights are bf16 (see :func:`derived_folder`)."""
+    return derived_folder(folder, digest, "bf16", "embeddings.quantize:convert_bf16")
 
 
 def _derived_from(target: Path) -> str | None:
@@ -110,7 +119,7 @@ def _derived_from(target: Path) -> str | None:
         return None
 
 
-def convert_bf16(source: str, target: str, digest: str) -> None:
+def convert_bf16(source: str, target: str) -> None:
     """Write ``target``: ``source``'s weights in bf16, every other file linked to ``source``'s."""
     import torch
     from safetensors import safe_open
@@ -123,8 +132,6 @@ def convert_bf16(source: str, target: str, digest: str) -> None:
     with safe_open(str(src / _WEIGHTS), framework="pt") as weights:
         tensors = {name: weights.get_tensor(name).to(torch.bfloat16).contiguous() for name in weights.keys()}
     save_file(tensors, str(dst / _WEIGHTS), metadata={"format": "pt"})
-    (dst / _DERIVED_MARKER).write_text(json.dumps({"source": str(src), "source_sha256": digest}) + "\n",
-                                       encoding="utf-8")
 
 
 def keep_heads_fp32(model) -> None:

@@ -52,14 +52,20 @@ class SentenceTransformerEmbedder(Embedder):
         quantize = resolve_mode(quantize)
         weights = _weights_file(folder)
         digest = folder_digests(folder, [weights])[weights]
-        self._model = self._load(folder, digest if quantize == "bf16" and weights == "model.safetensors" else None)
+        reduced = quantize in ("bf16", "openvino") and weights == "model.safetensors"
+        self._model = self._load(folder, digest if reduced else None)
         self._model.eval()
+        self._openvino = None
         if quantize == "int8":
             quantize_int8(self._model)
-        elif quantize == "bf16":
+        elif quantize in ("bf16", "openvino"):  # openvino: the torch transformer is kept for contextual spans only
             if self._model[0].auto_model.dtype != torch.bfloat16:
                 self._model[0].auto_model.to(torch.bfloat16)
             keep_heads_fp32(self._model)
+            if quantize == "openvino":
+                from .openvino import OpenVinoTokenEmbeddings, openvino_folder
+
+                self._openvino = OpenVinoTokenEmbeddings(openvino_folder(folder, digest), threads)
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         full = get_dim() or int(self._model.encode(["dimension probe"]).shape[1])
         if dim is not None and not 0 < dim <= full:
@@ -190,6 +196,8 @@ class SentenceTransformerEmbedder(Embedder):
         texts = list(texts)
         if not texts:
             return np.zeros((0, self._full), dtype=np.float32)
+        if self._openvino is not None and (len(texts) == 1 or prompt_name == self._passage_prompt):
+            return self._encode_openvino(texts, prompt_name)
         # sentence-transformers sorts the texts by length before batching and restores the order.
         with self._lock:
             vectors = self._model.encode(
@@ -201,6 +209,27 @@ class SentenceTransformerEmbedder(Embedder):
                 show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)
+
+    def _encode_openvino(self, texts: list[str], prompt_name: str | None) -> np.ndarray:
+        """Full-size, normalised vectors from the OpenVINO transformer, one text per pass (its exported
+        attention mishandles padded batches), with the model's own pooling and heads. Batches of
+        questions stay with torch (bf16), where one padded pass beats many small ones."""
+        import torch
+
+        prompt = (getattr(self._model, "prompts", None) or {}).get(prompt_name or "", "") or ""
+        out = np.zeros((len(texts), self._full), dtype=np.float32)
+        after = list(self._model)[1:]
+        with self._lock, torch.inference_mode():
+            for i, text in enumerate(texts):
+                encoded = self._model.tokenizer([prompt + text], truncation=True, max_length=self._model.max_seq_length,
+                                                return_tensors="np")
+                tokens = self._openvino(encoded["input_ids"], encoded["attention_mask"])
+                features = {"token_embeddings": torch.from_numpy(tokens),
+                            "attention_mask": torch.from_numpy(encoded["attention_mask"])}
+                for module in after:
+                    features = module(features)
+                out[i] = features["sentence_embedding"][0].float().numpy()
+        return out
 
     def _truncated(self, vectors: np.ndarray) -> np.ndarray:
         """``vectors`` cut to ``dim`` and re-normalised when the model is truncated (Matryoshka)."""

@@ -262,7 +262,7 @@ def test_factory_puts_the_batcher_inside_the_cache(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode, min_cosine", [("int8", 0.95), ("bf16", 0.998)])
+@pytest.mark.parametrize("mode, min_cosine", [("int8", 0.95), ("bf16", 0.998), ("openvino", 0.998)])
 def test_reduced_precision_embeddinggemma_has_its_own_id_and_close_vectors(mode, min_cosine):
     folder = Settings().models_dir / "embeddinggemma-300m"
     if not folder.is_dir():

@@ -1,0 +1,74 @@
+"""EmbeddingGemma's transformer compiled with OpenVINO for the CPU (``QA_QUANTIZE=openvino``).
+
+The verified fp32 transformer is exported once with ``torch.export`` (dynamic sequence length) and
+converted to OpenVINO IR in a child process, then kept in a sibling folder
+(``<name>@<sha8>.openvino``: ``model.xml``/``model.bin`` and a ``.derived.json`` naming the source's
+sha256; written to a temporary folder and renamed into place). At run time the compiled model gives
+the token embeddings; tokenizer, prompts, mean pooling, the Dense heads and normalisation stay the
+sentence-transformers modules, in fp32. On a CPU with AMX or AVX512-BF16 OpenVINO runs the matmuls in
+bf16 by itself; its fused kernels make a lone short question much cheaper than torch's eager
+forward pass (docs/performance.md). It is fed one text at a time: in padded batches the exported
+attention gave NaN for the shorter rows, so batches of questions stay with torch (bf16).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_XML = "model.xml"
+
+
+def openvino_folder(folder: Path, digest: str) -> Path:
+    """The OpenVINO IR of ``folder``'s transformer (sha256 of its weights: ``digest``), converted on first use."""
+    from .quantize import derived_folder
+
+    return derived_folder(folder, digest, "openvino", "embeddings.openvino:convert")
+
+
+def convert(source: str, target: str) -> None:
+    """Export ``source``'s transformer (fp32) and write it to ``target`` as OpenVINO IR."""
+    import openvino as ov
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(source, device="cpu", local_files_only=True)
+    transformer = model[0].auto_model.eval()
+
+    class TokenEmbeddings(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    # Two texts of different lengths, padded: a batch of one would be specialised to batch size 1.
+    sample = model.tokenizer(["a sample sentence", "a second, longer sample sentence for the export of the model"],
+                             padding=True, return_tensors="pt")
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("seq", min=2, max=max(3, int(model.max_seq_length)))
+    dims = {0: batch, 1: seq}
+    with torch.no_grad():
+        exported = torch.export.export(TokenEmbeddings(transformer).eval(),
+                                       (sample["input_ids"], sample["attention_mask"]),
+                                       dynamic_shapes={"input_ids": dims, "attention_mask": dims})
+        ir = ov.convert_model(exported)
+    ov.save_model(ir, str(Path(target) / _XML), compress_to_fp16=True)  # half the file; the CPU runs bf16 or fp32
+
+
+class OpenVinoTokenEmbeddings:
+    """The compiled IR: ``(input_ids, attention_mask)`` int64 arrays → token embeddings (float32)."""
+
+    def __init__(self, folder: Path, threads: int):
+        import openvino as ov
+
+        core = ov.Core()
+        self._compiled = core.compile_model(str(Path(folder) / _XML), "CPU",
+                                            {"INFERENCE_NUM_THREADS": max(1, threads), "PERFORMANCE_HINT": "LATENCY"})
+        self._request = self._compiled.create_infer_request()  # callers serialise (the embedder's lock)
+
+    def __call__(self, input_ids, attention_mask):
+        import numpy as np
+
+        out = self._request.infer({0: np.asarray(input_ids, dtype=np.int64), 1: np.asarray(attention_mask, dtype=np.int64)})
+        return np.asarray(out[self._compiled.output(0)], dtype=np.float32)
