@@ -239,12 +239,17 @@ def models_fetch() -> None:
     settings = Settings()
     folder = fetch_embeddinggemma(settings.models_dir)
     console.print(f"EmbeddingGemma-300m verified in {folder} (Gemma Terms of Use: see README.md in that folder)")
-    if resolve_mode(settings.quantize) == "bf16":
+    mode = resolve_mode(settings.quantize)
+    if mode in ("bf16", "openvino"):
         from embeddings.fetch import folder_digests
         from embeddings.quantize import bf16_folder
 
         digest = folder_digests(folder, ["model.safetensors"])["model.safetensors"]
         console.print(f"bf16 weights (QA_QUANTIZE={settings.quantize}) in {bf16_folder(folder, digest)}")
+        if mode == "openvino":
+            from embeddings.openvino import openvino_folder
+
+            console.print(f"OpenVINO model (QA_QUANTIZE=openvino) in {openvino_folder(folder, digest)}")
 
 
 @app.command("eval")
