@@ -74,12 +74,12 @@ class ThreadLimitedSearch(SearchService):
 
 
 def load_calibration(model_id: str) -> Calibration:
-    """The answerable calibration fitted for ``model_id``. A bf16 or int8 model that has none yet borrows
+    """The answerable calibration fitted for ``model_id``. A bf16, int8 or OpenVINO model that has none yet borrows
     the one of its fp32 twin (same weights; vectors at cosine >= 0.98, so the confidence features barely
     move); ``QA_QUANTIZE=bf16 qa eval calibrate`` (or int8) fits its own."""
     calibration = Calibration.load(model_id)
     base, _, precision = model_id.rpartition("/")
-    if not calibration.report and precision in ("bf16", "int8"):
+    if not calibration.report and precision in ("bf16", "int8", "openvino"):
         twin = Calibration.load(base)
         if twin.report:
             log.info("no calibration fitted for %s: using the fp32 one", model_id)
