@@ -7,8 +7,8 @@ sha256; written to a temporary folder and renamed into place). At run time the c
 the token embeddings; tokenizer, prompts, mean pooling, the Dense heads and normalisation stay the
 sentence-transformers modules, in fp32. On a CPU with AMX or AVX512-BF16 OpenVINO runs the matmuls in
 bf16 by itself; its fused kernels make a lone short question much cheaper than torch's eager
-forward pass (docs/performance.md). It is fed one text at a time: in padded batches the exported
-attention gave NaN for the shorter rows, so batches of questions stay with torch (bf16).
+forward pass (docs/performance.md). The attention masks are built in the exported wrapper as finite
+additive masks: with transformers' boolean masks OpenVINO's attention gave NaN for heavily padded rows.
 """
 
 from __future__ import annotations
@@ -34,13 +34,26 @@ def convert(source: str, target: str) -> None:
     model = SentenceTransformer(source, device="cpu", local_files_only=True)
     transformer = model[0].auto_model.eval()
 
+    window = int(getattr(transformer.config, "sliding_window", None) or 1 << 30)
+
     class TokenEmbeddings(torch.nn.Module):
+        """input ids and padding mask → token embeddings, with the attention masks built here as finite
+        additive masks (bidirectional; local layers see keys within the sliding window): OpenVINO's
+        attention returned NaN for heavily padded rows with the boolean masks transformers builds."""
+
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
         def forward(self, input_ids, attention_mask):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            blocked = -1e9
+            keys = (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * blocked  # (B, 1, 1, S)
+            pos = torch.arange(input_ids.shape[1], device=input_ids.device)
+            near = (pos[None, :] - pos[:, None]).abs() < window
+            local = keys + torch.where(near, 0.0, blocked)[None, None]
+            full = keys.expand(-1, -1, input_ids.shape[1], -1)
+            masks = {"full_attention": full, "sliding_attention": local}
+            return self.inner(input_ids=input_ids, attention_mask=masks).last_hidden_state
 
     # Two texts of different lengths, padded: a batch of one would be specialised to batch size 1.
     sample = model.tokenizer(["a sample sentence", "a second, longer sample sentence for the export of the model"],

@@ -196,8 +196,8 @@ class SentenceTransformerEmbedder(Embedder):
         texts = list(texts)
         if not texts:
             return np.zeros((0, self._full), dtype=np.float32)
-        if self._openvino is not None and (len(texts) == 1 or prompt_name == self._passage_prompt):
-            return self._encode_openvino(texts, prompt_name)
+        if self._openvino is not None:
+            return self._encode_openvino(texts, prompt_name, batch_size or self._batch_size)
         # sentence-transformers sorts the texts by length before batching and restores the order.
         with self._lock:
             vectors = self._model.encode(
@@ -210,25 +210,26 @@ class SentenceTransformerEmbedder(Embedder):
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    def _encode_openvino(self, texts: list[str], prompt_name: str | None) -> np.ndarray:
-        """Full-size, normalised vectors from the OpenVINO transformer, one text per pass (its exported
-        attention mishandles padded batches), with the model's own pooling and heads. Batches of
-        questions stay with torch (bf16), where one padded pass beats many small ones."""
+    def _encode_openvino(self, texts: list[str], prompt_name: str | None, batch_size: int) -> np.ndarray:
+        """Full-size, normalised vectors from the OpenVINO transformer (texts sorted by length, padded per
+        batch) with the model's own pooling, Dense heads and normalisation."""
         import torch
 
         prompt = (getattr(self._model, "prompts", None) or {}).get(prompt_name or "", "") or ""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         out = np.zeros((len(texts), self._full), dtype=np.float32)
         after = list(self._model)[1:]
         with self._lock, torch.inference_mode():
-            for i, text in enumerate(texts):
-                encoded = self._model.tokenizer([prompt + text], truncation=True, max_length=self._model.max_seq_length,
-                                                return_tensors="np")
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                encoded = self._model.tokenizer([prompt + texts[i] for i in batch], padding=True, truncation=True,
+                                                max_length=self._model.max_seq_length, return_tensors="np")
                 tokens = self._openvino(encoded["input_ids"], encoded["attention_mask"])
                 features = {"token_embeddings": torch.from_numpy(tokens),
                             "attention_mask": torch.from_numpy(encoded["attention_mask"])}
                 for module in after:
                     features = module(features)
-                out[i] = features["sentence_embedding"][0].float().numpy()
+                out[batch] = features["sentence_embedding"].float().numpy()
         return out
 
     def _truncated(self, vectors: np.ndarray) -> np.ndarray:
