@@ -22,7 +22,8 @@ def openvino_folder(folder: Path, digest: str) -> Path:
     """The OpenVINO IR of ``folder``'s transformer (sha256 of its weights: ``digest``), converted on first use."""
     from .quantize import derived_folder
 
-    return derived_folder(folder, digest, "openvino", "embeddings.openvino:convert")
+    # version 2: finite additive attention masks (version 1 gave NaN in heavily padded batches)
+    return derived_folder(folder, digest, "openvino", "embeddings.openvino:convert", version=2)
 
 
 def convert(source: str, target: str) -> None:

@@ -74,10 +74,10 @@ _WEIGHTS = "model.safetensors"
 _DERIVED_MARKER = ".derived.json"
 
 
-def derived_folder(folder: Path, digest: str, kind: str, converter: str) -> Path:
+def derived_folder(folder: Path, digest: str, kind: str, converter: str, version: int = 1) -> Path:
     """``<folder>@<sha8>.<kind>`` next to ``folder``: what ``converter`` (``"module:function"``, called as
     ``function(source, target)``) makes from ``folder``, whose weights have sha256 ``digest``; made on
-    first use and again whenever ``digest`` changes.
+    first use and again whenever ``digest`` or the converter's ``version`` changes.
 
     The conversion runs in a child process (it holds the fp32 weights and the result at once) and
     writes a temporary folder that is renamed into place, so a crash leaves nothing half-written.
@@ -85,7 +85,7 @@ def derived_folder(folder: Path, digest: str, kind: str, converter: str) -> Path
     """
     folder = Path(folder)
     target = folder.parent / f"{folder.name}@{digest[:8]}.{kind}"
-    if _derived_from(target) == digest:
+    if _derived_from(target) == (digest, version):
         return target
     log.info("converting %s to %s in %s (once)", folder.name, kind, target)
     scratch = target.with_name(f"{target.name}.tmp-{os.getpid()}")
@@ -99,7 +99,8 @@ def derived_folder(folder: Path, digest: str, kind: str, converter: str) -> Path
         if done.returncode != 0:
             raise OSError(f"{kind} conversion of {folder} failed: {done.stderr.strip()[-800:]}")
         (scratch / _DERIVED_MARKER).write_text(
-            json.dumps({"source": str(folder.resolve()), "source_sha256": digest}) + "\n", encoding="utf-8")
+            json.dumps({"source": str(folder.resolve()), "source_sha256": digest, "version": version}) + "\n",
+            encoding="utf-8")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(scratch, target)
     finally:
@@ -112,10 +113,12 @@ def bf16_folder(folder: Path, digest: str) -> Path:
     return derived_folder(folder, digest, "bf16", "embeddings.quantize:convert_bf16")
 
 
-def _derived_from(target: Path) -> str | None:
+def _derived_from(target: Path) -> tuple[str, int] | None:
+    """(source sha256, converter version) recorded in ``target``'s marker."""
     try:
-        return json.loads((target / _DERIVED_MARKER).read_text(encoding="utf-8")).get("source_sha256")
-    except (OSError, ValueError):
+        marker = json.loads((target / _DERIVED_MARKER).read_text(encoding="utf-8"))
+        return marker.get("source_sha256"), int(marker.get("version", 1))
+    except (OSError, ValueError, TypeError):
         return None
 
 
