@@ -61,7 +61,7 @@ class BatchingStats:
     """Counters (read without locking: approximate while requests are running)."""
 
     calls: int = 0  # encode_queries calls with at least one text
-    direct: int = 0  # encoded on their own: a lone request, or a big call on the caller's thread
+    direct: int = 0  # run on their own by the worker: a lone request, a big call, or passages
     batches: int = 0  # batches encoded by the worker
     batched_requests: int = 0  # requests those batches served
     batched_texts: int = 0  # distinct texts those batches encoded

@@ -1,9 +1,9 @@
 """EmbeddingGemma's transformer compiled with OpenVINO for the CPU (``QA_QUANTIZE=openvino``).
 
-The verified fp32 transformer is exported once with ``torch.export`` (dynamic sequence length) and
-converted to OpenVINO IR in a child process, then kept in a sibling folder
+The verified fp32 transformer is exported once with ``torch.export`` (dynamic batch size and sequence
+length) and converted to OpenVINO IR in a child process, then kept in a sibling folder
 (``<name>@<sha8>.openvino``: ``model.xml``/``model.bin`` and a ``.derived.json`` naming the source's
-sha256; written to a temporary folder and renamed into place). At run time the compiled model gives
+sha256 and the converter's version; see :func:`embeddings.quantize.derived_folder`). At run time the compiled model gives
 the token embeddings; tokenizer, prompts, mean pooling, the Dense heads and normalisation stay the
 sentence-transformers modules, in fp32. On a CPU with AMX or AVX512-BF16 OpenVINO runs the matmuls in
 bf16 by itself; its fused kernels make a lone short question much cheaper than torch's eager
@@ -14,6 +14,8 @@ additive masks: with transformers' boolean masks OpenVINO's attention gave NaN f
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 _XML = "model.xml"
 
@@ -82,7 +84,5 @@ class OpenVinoTokenEmbeddings:
         self._request = self._compiled.create_infer_request()  # callers serialise (the embedder's lock)
 
     def __call__(self, input_ids, attention_mask):
-        import numpy as np
-
         out = self._request.infer({0: np.asarray(input_ids, dtype=np.int64), 1: np.asarray(attention_mask, dtype=np.int64)})
         return np.asarray(out[self._compiled.output(0)], dtype=np.float32)

@@ -17,8 +17,11 @@ outliers that a single per-tensor activation scale cannot hold; quantising it co
 cosine against fp32 on short sentences, spread over all 24 layers), the Dense heads after pooling
 (tiny), embeddings and norms. With that the vectors stay at cosine ~0.99 of fp32.
 
-The vectors differ slightly from fp32, so the model id gets a ``/bf16`` or ``/int8`` suffix and
-caches and indexes never mix them.
+``openvino`` (:mod:`embeddings.openvino`) runs the transformer compiled with OpenVINO; it loads the
+torch model from the bf16 copy too, for the tokenizer and heads.
+
+The vectors differ slightly from fp32, so the model id gets a ``/<mode>`` suffix and caches and
+indexes never mix them.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from typing import Literal
 log = logging.getLogger(__name__)
 
 Quantize = Literal["auto", "none", "int8", "bf16", "openvino"]
-QUANTIZE_MODES: tuple[str, ...] = ("none", "int8", "bf16", "openvino")
+REDUCED_MODES: tuple[str, ...] = ("int8", "bf16", "openvino")  # each gets "/<mode>" in the model id
+QUANTIZE_MODES: tuple[str, ...] = ("none", *REDUCED_MODES)
+BF16_WEIGHT_MODES: tuple[str, ...] = ("bf16", "openvino")  # load the torch model from the bf16 copy
 
 
 def model_id_suffix(mode: str) -> str:
@@ -210,8 +215,8 @@ def _xquad_sample(eval_dir, n_passages: int, n_questions: int) -> tuple[list[str
 
 def compare(folder, eval_dir, *, threads: int = 2, batch_size: int = 8, repeats: int = 3,
             n_passages: int = 20, n_questions: int = 32) -> dict:
-    """fp32, int8 and bf16 on the same texts: passages/s, questions/s (one batch; one at a time) and the
-    cosine of each reduced-precision model's vectors to fp32's. Runs alternate between the models; each figure is the best of
+    """fp32 and every reduced mode (:data:`REDUCED_MODES`) on the same texts: passages/s, questions/s (one
+    batch; one at a time) and the cosine of each reduced model's vectors to fp32's. Runs alternate between the models; each figure is the best of
     ``repeats`` (the least disturbed by other work on a shared machine), the median is kept too."""
     import statistics
     import time
@@ -245,10 +250,10 @@ def compare(folder, eval_dir, *, threads: int = 2, batch_size: int = 8, repeats:
             for job, (_fn, n) in jobs.items()}}
     for name, texts, verb in (("passages", passages, "encode_passages"), ("questions", questions, "encode_queries")):
         reference = getattr(models["none"], verb)(texts)
-        for mode in QUANTIZE_MODES[1:]:
+        for mode in REDUCED_MODES:
             cos = (reference * getattr(models[mode], verb)(texts)).sum(axis=1)
             out[f"{mode}_cosine_{name}"] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5)}
-    for mode in QUANTIZE_MODES[1:]:
+    for mode in REDUCED_MODES:
         single = np.vstack([models[mode].encode_queries([q]) for q in questions])
         cos = (single * models[mode].encode_queries(questions)).sum(axis=1)
         out[f"{mode}_single_vs_batched_cosine_min"] = round(float(cos.min()), 5)
@@ -256,7 +261,7 @@ def compare(folder, eval_dir, *, threads: int = 2, batch_size: int = 8, repeats:
 
 
 def _main() -> None:
-    """``python -m embeddings.quantize [--eval-dir ../shared/eval] [--threads 2]``: fp32 vs int8 vs bf16."""
+    """``python -m embeddings.quantize [--eval-dir ../shared/eval] [--threads 2]``: fp32 vs every reduced mode."""
     import argparse
     import json
     import os
@@ -264,7 +269,7 @@ def _main() -> None:
 
     from . import installed_embeddinggemma
 
-    parser = argparse.ArgumentParser(description="EmbeddingGemma fp32 vs int8 vs bf16: speed and agreement")
+    parser = argparse.ArgumentParser(description="EmbeddingGemma fp32 vs int8, bf16 and OpenVINO: speed and agreement")
     parser.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
     parser.add_argument("--models-dir", type=Path, help="default: the models folder of the QA settings")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("QA_TORCH_THREADS", 2)))

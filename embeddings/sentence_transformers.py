@@ -12,7 +12,7 @@ import numpy as np
 
 from .base import Embedder
 from .fetch import folder_digests
-from .quantize import bf16_folder, keep_heads_fp32, model_id_suffix, quantize_int8, resolve_mode
+from .quantize import BF16_WEIGHT_MODES, bf16_folder, keep_heads_fp32, model_id_suffix, quantize_int8, resolve_mode
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ class SentenceTransformerEmbedder(Embedder):
     ``model_id`` is ``<folder name>@<first 8 hex of sha256(model.safetensors)>[/d<dim>]``; the sum
     comes from the folder's ``.verified`` marker (hashed once if the folder has none).
     ``quantize="bf16"`` runs the transformer in bf16 from a converted copy of the weights, ``"int8"``
-    its Linear layers in int8, ``"auto"`` whichever suits this CPU (see :mod:`embeddings.quantize`);
-    the model id gets ``/bf16`` or ``/int8``.
+    its Linear layers in int8, ``"openvino"`` the transformer compiled with OpenVINO, ``"auto"`` bf16 or
+    int8, whichever suits this CPU (see :mod:`embeddings.quantize`); the model id gets ``/<mode>``.
     """
 
     def __init__(self, folder: Path, *, dim: int | None = None, batch_size: int = 8, threads: int = 2,
@@ -52,13 +52,13 @@ class SentenceTransformerEmbedder(Embedder):
         quantize = resolve_mode(quantize)
         weights = _weights_file(folder)
         digest = folder_digests(folder, [weights])[weights]
-        reduced = quantize in ("bf16", "openvino") and weights == "model.safetensors"
-        self._model = self._load(folder, digest if reduced else None)
+        from_bf16_copy = quantize in BF16_WEIGHT_MODES and weights == "model.safetensors"
+        self._model = self._load(folder, digest if from_bf16_copy else None)
         self._model.eval()
         self._openvino = None
         if quantize == "int8":
             quantize_int8(self._model)
-        elif quantize in ("bf16", "openvino"):  # openvino: the torch transformer is kept for contextual spans only
+        elif quantize in BF16_WEIGHT_MODES:  # openvino: the torch transformer is kept for contextual spans only
             if self._model[0].auto_model.dtype != torch.bfloat16:
                 self._model[0].auto_model.to(torch.bfloat16)
             keep_heads_fp32(self._model)
@@ -140,7 +140,7 @@ class SentenceTransformerEmbedder(Embedder):
         import torch
 
         texts = list(texts)
-        prompt = (getattr(self._model, "prompts", None) or {}).get(self._passage_prompt or "", "") or ""
+        prompt = self._prompt_text(self._passage_prompt)
         passages = np.zeros((len(texts), self._full), dtype=np.float32)
         pooled: list = []
         owners: list[tuple[int, int]] = []
@@ -183,6 +183,10 @@ class SentenceTransformerEmbedder(Embedder):
                 span_vectors[i][k] = vector
         return self._truncated(passages), [self._truncated(block) for block in span_vectors]
 
+    def _prompt_text(self, prompt_name: str | None) -> str:
+        """The text the model's prompt ``prompt_name`` puts before a text ("" for none)."""
+        return (getattr(self._model, "prompts", None) or {}).get(prompt_name or "", "") or ""
+
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` alone (no prompt, no special tokens)."""
         return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -215,7 +219,7 @@ class SentenceTransformerEmbedder(Embedder):
         batch) with the model's own pooling, Dense heads and normalisation."""
         import torch
 
-        prompt = (getattr(self._model, "prompts", None) or {}).get(prompt_name or "", "") or ""
+        prompt = self._prompt_text(prompt_name)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         out = np.zeros((len(texts), self._full), dtype=np.float32)
         after = list(self._model)[1:]

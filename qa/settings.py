@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     embed_batch_size: int = 8
     torch_threads: int = 2
     embedding_dim: int | None = Field(None, description="Matryoshka truncation (e.g. 512, 256); None keeps the full size.")
-    quantize: Literal["auto", "none", "int8", "bf16", "openvino"] = Field(
+    quantize: Literal["auto", "none", "int8", "bf16", "openvino"] = Field(  # embeddings.quantize.Quantize
         "auto", description="EmbeddingGemma's precision: bf16 (weights converted once from the verified fp32 "
         "file; native bf16 matmuls, vectors at cosine >= 0.998 of fp32), int8 (dynamically quantised Linear "
         "layers), openvino (the transformer compiled with OpenVINO, converted once from the verified weights), "

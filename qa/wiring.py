@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embeddings import Embedder, create_embedder
+from embeddings.quantize import REDUCED_MODES
 from qa.chat.service import ChatService
 from qa.chat.upstream import UpstreamLLM
 from qa.corpus import Corpus
@@ -74,12 +75,12 @@ class ThreadLimitedSearch(SearchService):
 
 
 def load_calibration(model_id: str) -> Calibration:
-    """The answerable calibration fitted for ``model_id``. A bf16, int8 or OpenVINO model that has none yet borrows
-    the one of its fp32 twin (same weights; vectors at cosine >= 0.98, so the confidence features barely
-    move); ``QA_QUANTIZE=bf16 qa eval calibrate`` (or int8) fits its own."""
+    """The answerable calibration fitted for ``model_id``. A reduced-precision model (bf16, int8,
+    OpenVINO) that has none yet borrows the one of its fp32 twin (same weights; vectors at cosine >= 0.98,
+    so the confidence features barely move); ``QA_QUANTIZE=<mode> qa eval calibrate`` fits its own."""
     calibration = Calibration.load(model_id)
     base, _, precision = model_id.rpartition("/")
-    if not calibration.report and precision in ("bf16", "int8", "openvino"):
+    if not calibration.report and precision in REDUCED_MODES:
         twin = Calibration.load(base)
         if twin.report:
             log.info("no calibration fitted for %s: using the fp32 one", model_id)

@@ -114,7 +114,7 @@ class SearchService:
             self._balance_languages(fused, self.corpus.rowids_of_lang(query_lang))
         return fused
 
-    def _balance_languages(self, fused: Scored, same_lang: set[int]) -> None:
+    def _balance_languages(self, fused: Scored, same_lang: frozenset[int]) -> None:
         """BM25 only ever scores passages in the question's language, the cross leg only passages in the
         other one, so each lends one language a bonus the other cannot earn. In a corpus mixing both,
         that lifts every same-topic paragraph of the favoured language above the answer in the other.
