@@ -282,6 +282,23 @@ def test_reduced_precision_embeddinggemma_has_its_own_id_and_close_vectors(mode,
 
 
 @pytest.mark.slow
+def test_openvino_gives_a_padded_text_the_vector_it_gets_alone():
+    folder = Settings().models_dir / "embeddinggemma-300m"
+    if not folder.is_dir():
+        pytest.skip(f"EmbeddingGemma is not installed in {folder} (run `qa models fetch`)")
+    from embeddings.sentence_transformers import SentenceTransformerEmbedder
+
+    model = SentenceTransformerEmbedder(folder, quantize="openvino", batch_size=8)
+    texts = ["短句。", "A short one.",
+             "黑豹队的防守只丢了308分，在联赛中排名第六，同时也以24次拦截领先全联盟，并且四次入选职业碗。" * 4,
+             "Photosynthesis converts light energy into chemical energy stored in glucose. " * 6]
+    together = model.encode_passages(texts)  # one padded batch: the short texts carry long padding
+    for text, row in zip(texts, together):
+        alone = model.encode_passages([text])[0]
+        assert np.isfinite(row).all() and float(row @ alone) > 0.9999, text[:20]
+
+
+@pytest.mark.slow
 def test_bf16_weights_are_a_converted_copy_next_to_the_verified_folder():
     import json
 
