@@ -25,6 +25,7 @@ __all__ = [
     "MicroBatchingEmbedder",
     "ModelVerificationError",
     "create_embedder",
+    "embedder_for_mode",
     "fetch_embeddinggemma",
     "verify_model_folder",
 ]
@@ -51,8 +52,29 @@ def _model_folder(settings: Settings) -> Path:
     return folder
 
 
+def embedder_for_mode(folder: Path, quantize: str, *, dim: int | None = None, batch_size: int = 8,
+                      threads: int = 2, contextual_spans: bool = False) -> Embedder:
+    """The sentence-transformers model in ``folder`` run the way ``quantize`` says (see
+    :mod:`embeddings.quantize`): compiled with OpenVINO, or by torch in fp32, bf16 or int8.
+    ``auto`` never picks OpenVINO for ``contextual_spans``, which pools torch's token embeddings."""
+    from .quantize import resolve_mode
+
+    mode = resolve_mode(quantize, openvino=not contextual_spans)
+    if mode == "openvino":
+        if contextual_spans:
+            raise ValueError("QA_SENTENCE_VECTORS=contextual pools torch's token embeddings, which the OpenVINO "
+                             "model does not expose: use QA_QUANTIZE=auto (or bf16, int8, none) with it")
+        from .openvino import OpenVinoEmbedder
+
+        return OpenVinoEmbedder(folder, dim=dim, batch_size=batch_size, threads=threads)
+    from .sentence_transformers import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(folder, dim=dim, batch_size=batch_size, threads=threads, quantize=mode,
+                                       contextual_spans=contextual_spans)
+
+
 def create_embedder(settings: Settings | None = None) -> Embedder:
-    """The embedder ``settings.embedder`` names (int8 if ``settings.quantize`` says so), wrapped in the
+    """The embedder ``settings.embedder`` names (run as ``settings.quantize`` says), wrapped in the
     question micro-batcher (``settings.micro_batching``) and then in the passage/question cache.
 
     Raises :class:`ModelNotInstalledError` when the model folder is absent and
@@ -69,16 +91,9 @@ def create_embedder(settings: Settings | None = None) -> Embedder:
 
         inner: Embedder = UseMEmbedder()
     elif settings.embedder == "sentence-transformers":
-        from .sentence_transformers import SentenceTransformerEmbedder
-
-        inner = SentenceTransformerEmbedder(
-            _model_folder(settings),
-            dim=settings.embedding_dim,
-            batch_size=settings.embed_batch_size,
-            threads=settings.torch_threads,
-            quantize=settings.quantize,
-            contextual_spans=settings.sentence_vectors == "contextual",
-        )
+        inner = embedder_for_mode(_model_folder(settings), settings.quantize, dim=settings.embedding_dim,
+                                  batch_size=settings.embed_batch_size, threads=settings.torch_threads,
+                                  contextual_spans=settings.sentence_vectors == "contextual")
     else:
         raise ValueError(f"unknown embedder {settings.embedder!r}")
     if settings.micro_batching:

@@ -8,6 +8,15 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def truncate_normalised(vectors: np.ndarray, dim: int | None) -> np.ndarray:
+    """``vectors`` cut to their first ``dim`` components and re-normalised (Matryoshka truncation);
+    with ``dim`` None, as they are. Always contiguous float32."""
+    if dim:
+        vectors = vectors[:, :dim]
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
 class Embedder(ABC):
     """Turns questions and passages into L2-normalised float32 vectors.
 

@@ -27,7 +27,8 @@ How a call to ``encode_queries`` goes:
   each as it is, in turn with the question batches (oldest first).
 
 Only one batch is encoded at a time: the model uses every core for one forward pass anyway, and
-the waiting requests form the next batch meanwhile.
+the waiting requests form the next batch meanwhile. After a batch of more than one text the worker
+hands the freed heap back to the operating system (:mod:`embeddings.memory`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from .base import Embedder, WrappingEmbedder
+from .memory import release_free_memory
 
 
 @dataclass
@@ -212,6 +214,8 @@ class MicroBatchingEmbedder(WrappingEmbedder):
                 return
             try:
                 self._serve(batch)
+                if sum(len(request.texts) for request in batch) > 1:
+                    release_free_memory()  # the callers already have their rows
             except BaseException as exc:  # noqa: BLE001 - delivered to the callers of this batch
                 self._fail(batch, exc)
             finally:
@@ -301,7 +305,7 @@ def measure(inner: Embedder, questions: Sequence[str], clients: int, *, max_wait
 
 
 def _main() -> None:
-    """``python -c 'from embeddings.batching import _main; _main()' [--clients 1,4,16] [--quantize none|int8]``."""
+    """``python -c 'from embeddings.batching import _main; _main()' [--clients 1,4,16] [--quantize MODE]``."""
     import argparse
     import json
     from pathlib import Path
@@ -315,7 +319,7 @@ def _main() -> None:
     parser.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
     parser.add_argument("--questions", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--quantize", default=None, help="none | int8 (default: the QA settings)")
+    parser.add_argument("--quantize", default=None, help="auto | openvino | bf16 | int8 | none (default: the QA settings)")
     parser.add_argument("--embedder", default=None, help="sentence-transformers | use-m (default: the QA settings)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
@@ -326,11 +330,10 @@ def _main() -> None:
 
         inner: Embedder = UseMEmbedder()
     else:
-        from .sentence_transformers import SentenceTransformerEmbedder
+        from . import embedder_for_mode
 
-        inner = SentenceTransformerEmbedder(_model_folder(settings), batch_size=settings.embed_batch_size,
-                                            threads=settings.torch_threads,
-                                            quantize=args.quantize or settings.quantize)
+        inner = embedder_for_mode(_model_folder(settings), args.quantize or settings.quantize,
+                                  batch_size=settings.embed_batch_size, threads=settings.torch_threads)
     with open(args.eval_dir / "xquad" / "questions.jsonl", encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
     questions = [r["question"] for lang in ("zh", "en") for r in [x for x in rows if x["lang"] == lang][: args.questions // 2]]

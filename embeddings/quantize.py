@@ -17,8 +17,10 @@ outliers that a single per-tensor activation scale cannot hold; quantising it co
 cosine against fp32 on short sentences, spread over all 24 layers), the Dense heads after pooling
 (tiny), embeddings and norms. With that the vectors stay at cosine ~0.99 of fp32.
 
-``openvino`` (:mod:`embeddings.openvino`) runs the transformer compiled with OpenVINO; it loads the
-torch model from the bf16 copy too, for the tokenizer and heads.
+``openvino`` (:mod:`embeddings.openvino`, its own backend) runs the whole model compiled with OpenVINO,
+without torch at run time; ``auto`` picks it wherever OpenVINO runs. The modes above are torch's
+(:data:`TORCH_MODES`), for ``QA_SENTENCE_VECTORS=contextual`` (which pools torch's token embeddings)
+and for comparison.
 
 The vectors differ slightly from fp32, so the model id gets a ``/<mode>`` suffix and caches and
 indexes never mix them.
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 Quantize = Literal["auto", "none", "int8", "bf16", "openvino"]
 REDUCED_MODES: tuple[str, ...] = ("int8", "bf16", "openvino")  # each gets "/<mode>" in the model id
 QUANTIZE_MODES: tuple[str, ...] = ("none", *REDUCED_MODES)
-BF16_WEIGHT_MODES: tuple[str, ...] = ("bf16", "openvino")  # load the torch model from the bf16 copy
+TORCH_MODES: tuple[str, ...] = ("none", "int8", "bf16")  # run by torch (SentenceTransformerEmbedder)
 
 
 def model_id_suffix(mode: str) -> str:
@@ -66,9 +68,21 @@ def native_bf16() -> bool:
         return False
 
 
-def resolve_mode(mode: str) -> str:
-    """``auto`` → ``bf16`` where the CPU has native bf16, else ``int8``; other modes are checked and kept."""
+def openvino_available() -> bool:
+    """Whether OpenVINO's CPU plugin can run here (the package imports on an x86-64 or ARM64 CPU)."""
+    import importlib.util
+    import platform
+
+    return (platform.machine().lower() in ("x86_64", "amd64", "aarch64", "arm64")
+            and importlib.util.find_spec("openvino") is not None)
+
+
+def resolve_mode(mode: str, *, openvino: bool = True) -> str:
+    """``auto`` → ``openvino`` where it runs (and ``openvino`` is allowed), else ``bf16`` where the CPU has
+    native bf16, else ``int8``; other modes are checked and kept."""
     if mode == "auto":
+        if openvino and openvino_available():
+            return "openvino"
         return "bf16" if native_bf16() else "int8"
     return check_mode(mode)
 
@@ -223,11 +237,10 @@ def compare(folder, eval_dir, *, threads: int = 2, batch_size: int = 8, repeats:
 
     import numpy as np
 
-    from .sentence_transformers import SentenceTransformerEmbedder
+    from . import embedder_for_mode
 
     passages, questions = _xquad_sample(eval_dir, n_passages, n_questions)
-    models = {mode: SentenceTransformerEmbedder(folder, batch_size=batch_size, threads=threads, quantize=mode)
-              for mode in QUANTIZE_MODES}
+    models = {mode: embedder_for_mode(folder, mode, batch_size=batch_size, threads=threads) for mode in QUANTIZE_MODES}
     jobs = {
         "passages_per_s": (lambda m: m.encode_passages(passages), len(passages)),
         "questions_per_s_batched": (lambda m: m.encode_queries(questions), len(questions)),

