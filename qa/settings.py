@@ -30,14 +30,16 @@ class Settings(BaseSettings):
         None, description="A local sentence-transformers folder; default: the verified EmbeddingGemma-300m in cache_dir."
     )
     embed_batch_size: int = 8
-    torch_threads: int = 2
+    torch_threads: int = Field(2, description="CPU threads one forward pass of the embedding model may use "
+                               "(OpenVINO's or torch's).")
     embedding_dim: int | None = Field(None, description="Matryoshka truncation (e.g. 512, 256); None keeps the full size.")
     quantize: Literal["auto", "none", "int8", "bf16", "openvino"] = Field(  # embeddings.quantize.Quantize
-        "auto", description="EmbeddingGemma's precision: bf16 (weights converted once from the verified fp32 "
-        "file; native bf16 matmuls, vectors at cosine >= 0.998 of fp32), int8 (dynamically quantised Linear "
-        "layers), openvino (the transformer compiled with OpenVINO, converted once from the verified weights), "
-        "none (fp32), or auto: bf16 where the CPU has native bf16 (AVX512-BF16/AMX), else int8. The model id "
-        "gets /bf16, /int8 or /openvino, so caches and indexes are their own; ignored by use-m.")
+        "auto", description="How EmbeddingGemma runs: openvino (the whole model compiled with OpenVINO, converted "
+        "once from the verified weights, token table in int8; no torch at run time; vectors at cosine >= 0.999 "
+        "of fp32), bf16 (torch, weights converted once; native bf16 matmuls), int8 (torch, dynamically quantised "
+        "Linear layers), none (torch fp32), or auto: openvino wherever it runs, else bf16 where the CPU has "
+        "native bf16 (AVX512-BF16/AMX), else int8 (with contextual sentence vectors, which need torch: bf16 or "
+        "int8). The model id gets /openvino, /bf16 or /int8, so caches and indexes are their own; ignored by use-m.")
     sentence_vectors: Literal["separate", "contextual"] = Field(
         "separate", description="How sentence vectors (second stage, evidence) are made: separate encodes every "
         "sentence on its own (about half the ingest speed, best quality); contextual pools them from the "
