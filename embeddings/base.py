@@ -17,6 +17,19 @@ def truncate_normalised(vectors: np.ndarray, dim: int | None) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+def titled_prompt(prompt: str, title: str | None) -> str:
+    """``prompt`` with a document's ``title`` in its title slot, for models whose passage prompt has one
+    (EmbeddingGemma: ``title: none | text: `` → ``title: {title} | text: ``); otherwise ``prompt``.
+    Underscores (file and wiki names) become spaces, whitespace runs one space."""
+    title = " ".join((title or "").replace("_", " ").split())
+    if title and "title: none" in prompt:
+        return prompt.replace("title: none", f"title: {title}", 1)
+    return prompt
+
+
+Titles = Sequence[str | None] | None  # per text: the title of its document (None: no title)
+
+
 class Embedder(ABC):
     """Turns questions and passages into L2-normalised float32 vectors.
 
@@ -40,24 +53,31 @@ class Embedder(ABC):
         """Encode questions: shape (len(texts), dimension), float32, rows L2-normalised."""
 
     @abstractmethod
-    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode passages: shape (len(texts), dimension), float32, rows L2-normalised."""
+    def encode_passages(self, texts: Sequence[str], titles: Titles = None) -> np.ndarray:
+        """Encode passages: shape (len(texts), dimension), float32, rows L2-normalised. ``titles`` (one
+        per text) go into the model's passage prompt where it has a slot for them (see
+        :func:`titled_prompt`); models without one ignore them."""
 
     @property
     def contextual_spans(self) -> bool:
         """Whether :meth:`encode_passages_with_spans` pools spans from the passage's own forward pass."""
         return False
 
-    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
-                                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
+                                   titles: Titles = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """Passage vectors, and for each passage one vector per ``(start, end)`` character span of it.
 
-        This default encodes every span as a passage of its own; backends that can pool spans from
-        the passage's forward pass override it (and say so in :attr:`contextual_spans`).
+        This default encodes every span as a passage of its own, with its passage's title (from
+        ``titles``) in the prompt: a sentence alone loses the subject its paragraph gave it ("it",
+        "he"), and the title gives it back (docs/quality.md has what that does to the evidence).
+        Passages themselves are encoded without it. Backends that can pool spans from the passage's
+        forward pass override this (and say so in :attr:`contextual_spans`).
         """
         texts = list(texts)
+        titles = list(titles) if titles is not None else [None] * len(texts)
         pieces = [text[s:e] for text, own in zip(texts, spans) for s, e in own]
-        vectors = self.encode_passages(texts + pieces)
+        piece_titles = [title for title, own in zip(titles, spans) for _ in own]
+        vectors = self.encode_passages(texts + pieces, [None] * len(texts) + piece_titles)
         out, cursor = [], len(texts)
         for own in spans:
             out.append(vectors[cursor : cursor + len(own)])
@@ -87,11 +107,11 @@ class WrappingEmbedder(Embedder):
     def contextual_spans(self) -> bool:
         return self.inner.contextual_spans
 
-    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
-                                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
+                                   titles: Titles = None) -> tuple[np.ndarray, list[np.ndarray]]:
         if not self.contextual_spans:  # spans are plain passages: let this wrapper's encode_passages see them
-            return super().encode_passages_with_spans(texts, spans)
-        return self.inner.encode_passages_with_spans(texts, spans)
+            return super().encode_passages_with_spans(texts, spans, titles)
+        return self.inner.encode_passages_with_spans(texts, spans, titles)
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Embedder, WrappingEmbedder
+from .base import Embedder, Titles, WrappingEmbedder
 from .memory import release_free_memory
 
 
@@ -91,17 +91,17 @@ class MicroBatchingEmbedder(WrappingEmbedder):
 
     # -- the Embedder interface ------------------------------------------------------------------
 
-    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_passages(self, texts: Sequence[str], titles: Titles = None) -> np.ndarray:
         texts = list(texts)
-        return self._submit(_Request(texts, time.monotonic(), job=lambda: self.inner.encode_passages(texts)))
+        return self._submit(_Request(texts, time.monotonic(), job=lambda: self.inner.encode_passages(texts, titles)))
 
-    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
-                                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
+                                   titles: Titles = None) -> tuple[np.ndarray, list[np.ndarray]]:
         if not self.contextual_spans:  # spans are plain passages: encode_passages above sees them
-            return super().encode_passages_with_spans(texts, spans)
+            return super().encode_passages_with_spans(texts, spans, titles)
         texts = list(texts)
         return self._submit(_Request(texts, time.monotonic(),
-                                     job=lambda: self.inner.encode_passages_with_spans(texts, spans)))
+                                     job=lambda: self.inner.encode_passages_with_spans(texts, spans, titles)))
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Embedder, WrappingEmbedder
+from .base import Embedder, Titles, WrappingEmbedder
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vectors (
@@ -130,6 +130,12 @@ def _length_batches(items_longest_first: list, size: int, key: Callable = len) -
     return batches
 
 
+def _titled_key(text: str, title: str | None) -> str:
+    """The cache key of a passage encoded with its document's title in the prompt: the text alone when
+    there is no title (so untitled vectors keep their keys), else title and text."""
+    return text if not title else f"title\x1f{title}\x1f{text}"
+
+
 def _span_key(text: str, start: int, end: int) -> str:
     """The cache key of a span pooled inside ``text`` (the passage and the offsets together)."""
     return f"{start}:{end}\x1f{text}"
@@ -172,38 +178,44 @@ class CachedEmbedder(WrappingEmbedder):
             raise ValueError(f"{self.model_id} returned shape {vectors.shape}, expected {(n, self.dimension)}")
         return vectors
 
-    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_passages(self, texts: Sequence[str], titles: Titles = None) -> np.ndarray:
+        """Cached vectors, keyed by the text (and its title, when it has one: see :func:`_titled_key`)."""
         texts = list(texts)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
+        titles = list(titles) if titles is not None else [None] * len(texts)
+        keys = [_titled_key(text, title) for text, title in zip(texts, titles)]
         model_id = self.model_id
         missing: dict[str, list[int]] = {}
-        for i, (text, vector) in enumerate(zip(texts, self.cache.get_many(model_id, texts))):
+        for i, (key, vector) in enumerate(zip(keys, self.cache.get_many(model_id, keys))):
             if vector is not None and vector.shape == (self.dimension,):
                 out[i] = vector
             else:
-                missing.setdefault(text, []).append(i)
+                missing.setdefault(key, []).append(i)
         self._fill_from_full_size(model_id, missing, out)
         done = len(texts) - sum(len(rows) for rows in missing.values())
         self._report(done, len(texts))
-        todo = sorted(missing, key=len, reverse=True)
-        for batch in _length_batches(todo, self.batch_size):
-            vectors = self._checked(self.inner.encode_passages(batch), len(batch))
+        todo = sorted(missing, key=lambda key: len(texts[missing[key][0]]), reverse=True)
+        for batch in _length_batches(todo, self.batch_size, key=lambda key: len(texts[missing[key][0]])):
+            first = [missing[key][0] for key in batch]
+            vectors = self._checked(self.inner.encode_passages([texts[i] for i in first], [titles[i] for i in first]),
+                                    len(batch))
             self.cache.put_many(model_id, batch, vectors)
-            for text, vector in zip(batch, vectors):
-                out[missing[text]] = vector
-                done += len(missing[text])
+            for key, vector in zip(batch, vectors):
+                out[missing[key]] = vector
+                done += len(missing[key])
             self._report(done, len(texts))
         return out
 
-    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
-                                   ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Like :meth:`encode_passages`, for passages whose spans are pooled from the passage's own pass:
-        span vectors are cached under ``<model>#span`` keyed by passage text and offsets, and a passage
-        is encoded again only if it or one of its spans is missing."""
+    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
+                                   titles: Titles = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Like :meth:`encode_passages`, for passages whose spans are pooled from the passage's own pass
+        (which carries the context a title would give, so ``titles`` are not used): span vectors are
+        cached under ``<model>#span`` keyed by passage text and offsets, and a passage is encoded again
+        only if it or one of its spans is missing."""
         if not self.contextual_spans:
-            return super().encode_passages_with_spans(texts, spans)
+            return super().encode_passages_with_spans(texts, spans, titles)
         texts, spans = list(texts), [list(own) for own in spans]
         dim, model_id = self.dimension, self.model_id
         passages = np.zeros((len(texts), dim), dtype=np.float32)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Embedder, truncate_normalised
+from .base import Embedder, Titles, titled_prompt, truncate_normalised
 from .fetch import folder_digests
 
 _XML = "model.xml"
@@ -192,17 +192,18 @@ class OpenVinoEmbedder(Embedder):
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         # Questions are short: a micro-batch of them goes through in one forward pass.
-        return self._encode(texts, self._query_prompt, max(self._batch_size, 64))
+        return self._encode([self._query_prompt + text for text in texts], max(self._batch_size, 64))
 
-    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, self._passage_prompt, self._batch_size)
+    def encode_passages(self, texts: Sequence[str], titles: Titles = None) -> np.ndarray:
+        titles = titles if titles is not None else [None] * len(texts)
+        return self._encode([titled_prompt(self._passage_prompt, title) + text for text, title in zip(texts, titles)],
+                            self._batch_size)
 
     def count_tokens(self, text: str) -> int:
         return self._tokenizer.count(text)
 
-    def _encode(self, texts: Sequence[str], prompt: str, batch_size: int) -> np.ndarray:
-        """Normalised vectors, texts sorted by length and padded per batch."""
-        texts = [prompt + text for text in texts]
+    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Normalised vectors of ``texts`` (prompts included), sorted by length and padded per batch."""
         out = np.zeros((len(texts), self._full), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         for start in range(0, len(order), batch_size):

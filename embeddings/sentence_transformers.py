@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Embedder, truncate_normalised
+from .base import Embedder, Titles, titled_prompt, truncate_normalised
 from .fetch import folder_digests
 from .quantize import TORCH_MODES, bf16_folder, keep_heads_fp32, model_id_suffix, quantize_int8, resolve_mode
 
@@ -117,15 +117,18 @@ class SentenceTransformerEmbedder(Embedder):
         # Questions are short: a micro-batch of them goes through in one forward pass.
         return self._encode(texts, self._query_prompt, max(self._batch_size, QUERY_BATCH_SIZE))
 
-    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, self._passage_prompt)
+    def encode_passages(self, texts: Sequence[str], titles: Titles = None) -> np.ndarray:
+        if titles is None or not any(titles):
+            return self._encode(texts, self._passage_prompt)
+        prompt = self._prompt_text(self._passage_prompt)  # the prompt text itself, with each title in it
+        return self._encode([titled_prompt(prompt, title) + text for text, title in zip(texts, titles)], None)
 
     @property
     def contextual_spans(self) -> bool:
         return self._contextual
 
-    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
-                                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+    def encode_passages_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
+                                   titles: Titles = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """Passage vectors and, from the same forward pass, one vector per character span of each passage.
 
         A span's vector is the mean of the passage's contextual token embeddings that overlap it, sent
@@ -135,7 +138,7 @@ class SentenceTransformerEmbedder(Embedder):
         encoded on its own.
         """
         if not self._contextual:
-            return super().encode_passages_with_spans(texts, spans)
+            return super().encode_passages_with_spans(texts, spans, titles)
         import torch
 
         texts = list(texts)

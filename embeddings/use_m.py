@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .base import Embedder
+from .base import Embedder, Titles
 
 
 class UseMEmbedder(Embedder):
@@ -33,8 +33,8 @@ class UseMEmbedder(Embedder):
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts)
 
-    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+    def encode_passages(self, texts: Sequence[str], titles: Titles = None) -> np.ndarray:
+        return self._encode(texts)  # USE-m has no prompts: titles are ignored
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)

@@ -46,10 +46,10 @@ class RecordingUseM(UseMEmbedder):
         self._record = threading.Lock()
         self.threads: set[str] = set()  # names of the threads that ran forward passes
 
-    def encode_passages(self, texts):
+    def encode_passages(self, texts, titles=None):
         with self._record:
             self.threads.add(threading.current_thread().name)
-        return super().encode_passages(texts)
+        return super().encode_passages(texts, titles)
 
     def encode_queries(self, texts):
         with self._record:

@@ -110,7 +110,8 @@ class IngestService:
             planned.append(skipped if skipped is not None else _Planned(doc, document_id, digest, *self._plan(doc)))
         todo = [p for p in planned if isinstance(p, _Planned)]
         vectors, span_vectors = self._embed([d.text for p in todo for d in p.drafts],
-                                            [own for p in todo for own in p.spans], on_progress)
+                                            [own for p in todo for own in p.spans],
+                                            [p.doc.title for p in todo for _ in p.drafts], on_progress)
         stored, cursor = [], 0
         for p in todo:
             n = len(p.drafts)
@@ -131,13 +132,14 @@ class IngestService:
         spans = [[(s - d.start, e - d.start) for s, e in own] if len(own) > 1 else [] for d, own in zip(drafts, sentences)]
         return drafts, sentences, spans
 
-    def _embed(self, texts: list[str], spans: list[list[tuple[int, int]]],
+    def _embed(self, texts: list[str], spans: list[list[tuple[int, int]]], titles: list[str],
                on_progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Passage and sentence vectors; sentences carry their document's title in the model's prompt."""
         previous = getattr(self.embedder, "on_progress", None)
         if on_progress is not None and hasattr(self.embedder, "on_progress"):
             self.embedder.on_progress = on_progress
         try:
-            return self.embedder.encode_passages_with_spans(texts, spans)
+            return self.embedder.encode_passages_with_spans(texts, spans, titles)
         finally:
             if hasattr(self.embedder, "on_progress"):
                 self.embedder.on_progress = previous
