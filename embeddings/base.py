@@ -89,6 +89,35 @@ class Embedder(ABC):
         return max(1, len(text) // 2)
 
 
+class LocalModelEmbedder(Embedder):
+    """A model loaded from a local folder: its id names the folder, the weights' sha256 and any
+    Matryoshka truncation (``<folder name>@<sha8>[/d<dim>]<suffix>``); vectors are truncated to ``dim``."""
+
+    _model_id: str
+    _dim: int | None
+    _full: int
+
+    def _identify(self, folder_name: str, digest: str, full: int, dim: int | None, suffix: str = "") -> None:
+        """Set the id and size from the model's full vector size ``full`` and the wanted ``dim``."""
+        if dim is not None and not 0 < dim <= full:
+            raise ValueError(f"embedding_dim must be between 1 and {full}, got {dim}")
+        self._dim = dim if dim is not None and dim < full else None
+        self._full = full
+        self._model_id = f"{folder_name}@{digest[:8]}" + (f"/d{self._dim}" if self._dim else "") + suffix
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dimension(self) -> int:
+        return self._dim or self._full
+
+    def _truncated(self, vectors: np.ndarray) -> np.ndarray:
+        """``vectors`` cut to ``dim`` and re-normalised when the model is truncated (Matryoshka)."""
+        return truncate_normalised(vectors, self._dim)
+
+
 class WrappingEmbedder(Embedder):
     """An embedder that adds behaviour around another (caching, batching): identity, size and token
     counts are the wrapped model's."""

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Embedder, Titles, titled_prompt, truncate_normalised
+from .base import LocalModelEmbedder, Titles, titled_prompt
 from .fetch import folder_digests
 
 _XML = "model.xml"
@@ -144,7 +144,7 @@ class SentencePieceTokenizer:
         return ids, mask
 
 
-class OpenVinoEmbedder(Embedder):
+class OpenVinoEmbedder(LocalModelEmbedder):
     """EmbeddingGemma (or another sentence-transformers folder of the same shape) as one compiled
     OpenVINO model: ``folder`` is the verified model, the IR is derived from it on first use.
 
@@ -170,25 +170,7 @@ class OpenVinoEmbedder(Embedder):
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()  # one inference at a time on the one request
         self._batch_size = max(1, batch_size)
-        full = int(self._infer(["dimension probe"]).shape[1])
-        if dim is not None and not 0 < dim <= full:
-            raise ValueError(f"embedding_dim must be between 1 and {full}, got {dim}")
-        self._dim = dim if dim is not None and dim < full else None
-        self._full = full
-        self._model_id = f"{folder.name}@{digest[:8]}" + (f"/d{self._dim}" if self._dim else "") + "/openvino"
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dimension(self) -> int:
-        return self._dim or self._full
-
-    @property
-    def prompts(self) -> dict[str, str]:
-        """The prompt texts put before questions and passages."""
-        return {"query": self._query_prompt, "passage": self._passage_prompt}
+        self._identify(folder.name, digest, int(self._infer(["dimension probe"]).shape[1]), dim, "/openvino")
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         # Questions are short: a micro-batch of them goes through in one forward pass.
@@ -209,7 +191,7 @@ class OpenVinoEmbedder(Embedder):
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             out[batch] = self._infer([texts[i] for i in batch])
-        return truncate_normalised(out, self._dim)
+        return self._truncated(out)
 
     def _infer(self, texts: list[str]) -> np.ndarray:
         ids, mask = self._tokenizer.batch(texts)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Embedder, Titles, titled_prompt, truncate_normalised
+from .base import LocalModelEmbedder, Titles, titled_prompt
 from .fetch import folder_digests
 from .quantize import TORCH_MODES, bf16_folder, keep_heads_fp32, model_id_suffix, quantize_int8, resolve_mode
 
@@ -26,7 +26,7 @@ def _weights_file(folder: Path) -> str:
     raise FileNotFoundError(f"{folder} holds no model.safetensors (is it a sentence-transformers folder?)")
 
 
-class SentenceTransformerEmbedder(Embedder):
+class SentenceTransformerEmbedder(LocalModelEmbedder):
     """A sentence-transformers model on the CPU, loaded once, never touching the network.
 
     Questions and passages use the model's ``query`` and ``document`` prompts when it defines them
@@ -67,15 +67,11 @@ class SentenceTransformerEmbedder(Embedder):
             keep_heads_fp32(self._model)
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         full = get_dim() or int(self._model.encode(["dimension probe"]).shape[1])
-        if dim is not None and not 0 < dim <= full:
-            raise ValueError(f"embedding_dim must be between 1 and {full}, got {dim}")
-        self._dim = dim if dim is not None and dim < full else None
-        self._full = full
+        self._identify(folder.name, digest, full, dim, model_id_suffix(quantize))
         self._batch_size = max(1, batch_size)
         prompts = getattr(self._model, "prompts", None) or {}
         self._query_prompt = "query" if "query" in prompts else None
         self._passage_prompt = "document" if "document" in prompts else None
-        self._model_id = f"{folder.name}@{digest[:8]}" + (f"/d{self._dim}" if self._dim else "") + model_id_suffix(quantize)
         modules = list(self._model)
         pooling = next((i for i, m in enumerate(modules) if type(m).__name__ == "Pooling"), None)
         # Spans can be pooled from token embeddings when the model is transformer → mean pooling → …
@@ -99,14 +95,6 @@ class SentenceTransformerEmbedder(Embedder):
             log.warning("%s; converting to bf16 in memory instead (higher peak memory at start-up)", exc)
         return SentenceTransformer(str(folder), device="cpu", local_files_only=True,
                                    model_kwargs={"dtype": torch.bfloat16})
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dimension(self) -> int:
-        return self._dim or self._full
 
     @property
     def prompts(self) -> dict[str, str | None]:
@@ -214,6 +202,4 @@ class SentenceTransformerEmbedder(Embedder):
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    def _truncated(self, vectors: np.ndarray) -> np.ndarray:
-        """``vectors`` cut to ``dim`` and re-normalised when the model is truncated (Matryoshka)."""
-        return truncate_normalised(vectors, self._dim)
+
