@@ -277,6 +277,8 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           queries: int = typer.Option(100, help="Warm single-client questions timed per system."),
           duration: float = typer.Option(20.0, help="Seconds of load per concurrency level and system."),
           concurrency: str = typer.Option("8,32", help="Concurrent clients of the load runs (comma-separated)."),
+          load_rounds: int = typer.Option(2, min=1, help="Rounds each load level is split into (memory is read "
+                                          "after each, so more rounds show whether it levels off)."),
           peers: bool = typer.Option(False, "--peers", help="Also measure txtai's API and a plain FastAPI+FAISS app."),
           first_stage: bool = typer.Option(False, "--first-stage",
                                            help="Also measure qa with its second stage off (QA_RERANK_DEPTH=0)."),
@@ -308,7 +310,7 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
         write_json(output, run_bench(
             _settings(None), queries=queries, passages=passages, ingest_passages=ingest_passages, duration_s=duration,
             concurrency=[int(c) for c in concurrency.split(",") if c.strip()], peers=peers, first_stage=first_stage,
-            eval_dir=eval_dir,
+            eval_dir=eval_dir, load_rounds=load_rounds,
             console=out))
 
 
