@@ -32,7 +32,7 @@ from qa.settings import Settings
 from qa.wiring import Services, build_services
 
 LEGS = ("final", "dense", "lexical")
-POOL_FORMAT = "v5"  # bump when what ingestion stores changes, so cached eval pools are rebuilt
+POOL_FORMAT = "v6"  # bump when what ingestion stores changes, so cached eval pools are rebuilt
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -84,11 +84,14 @@ class LexicalIndex:
         top = top[np.argsort(-scores[top])]
         return [(int(index.rowids[i]), float(scores[i])) for i in top if scores[i] > 0]
 
-    def strength(self, tokens: list[str], lang: str) -> float:
+    def strength(self, tokens: list[str], lang: str, known_only: bool = False) -> float:
         """What a passage holding each of ``tokens`` once would score (the sum of their IDFs, words the
-        corpus never uses at the maximum): BM25 scores divided by it are comparable across questions."""
+        corpus never uses at the maximum): BM25 scores divided by it are comparable across questions.
+        ``known_only``: count only the tokens some passage of ``lang`` uses."""
         with self._lock:
             index = self._by_lang.get(lang)
+        if index is not None and known_only:
+            tokens = [t for t in tokens if t in index.retriever.vocab_dict]
         if index is None or not tokens:
             return 0.0
         return float(index.idf(tokens).sum())

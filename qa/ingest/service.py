@@ -124,12 +124,14 @@ class IngestService:
     def _plan(self, doc: ParsedDocument) -> tuple[list, list[list[tuple[int, int]]], list[list[tuple[int, int]]]]:
         """Passages of ``doc``, their sentences (document offsets) and the spans to embed (passage offsets).
 
-        Passages are embedded whole; sentences of multi-sentence passages too (second stage and evidence),
-        pooled from the passage's forward pass when the embedder can (see ``QA_SENTENCE_VECTORS``).
+        Passages are embedded whole, and each of their sentences too, with the document's title (second
+        stage and evidence; a one-sentence passage gets its titled vector as well, so every passage's
+        sentence score comes from the same kind of vector), or pooled from the passage's forward pass
+        when the embedder can (see ``QA_SENTENCE_VECTORS``).
         """
         drafts = chunk_document(doc, self.embedder.count_tokens, self.max_passage_tokens)
         sentences = [split_sentences(d.text, d.start) for d in drafts]
-        spans = [[(s - d.start, e - d.start) for s, e in own] if len(own) > 1 else [] for d, own in zip(drafts, sentences)]
+        spans = [[(s - d.start, e - d.start) for s, e in own] for d, own in zip(drafts, sentences)]
         return drafts, sentences, spans
 
     def _embed(self, texts: list[str], spans: list[list[tuple[int, int]]], titles: list[str],
@@ -158,7 +160,7 @@ class IngestService:
                 tokens=passage_tokens(d.section, d.text, d.lang),
                 vector=vectors[i],
                 sentences=tuple(own),
-                sentence_vectors=span_vectors[i] if len(own) > 1 else (vectors[i:i + 1] if own else None),
+                sentence_vectors=span_vectors[i] if own else None,
             )
             for i, (d, own) in enumerate(zip(p.drafts, p.sentences))
         ]

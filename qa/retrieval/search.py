@@ -106,7 +106,7 @@ class SearchService:
         self._add_sparse_leg(fused, "lexical", lexical.search(tokens, query_lang, self.candidates, allowed),
                              lexical.strength(tokens, query_lang), qvec)
         self._add_sparse_leg(fused, "cross", lexical.search(cross_tokens, other_lang, self.candidates, allowed),
-                             lexical.strength(cross_tokens, other_lang), qvec)
+                             lexical.strength(cross_tokens, other_lang, known_only=True), qvec)
         for comp in fused.values():
             comp["sentence"] = comp["dense"]
             comp["score"] = self._combine(comp)
@@ -136,7 +136,9 @@ class SearchService:
         """Merge BM25 hits as component ``name``, scaled by what a passage holding every question word
         would score (so a weak best match stays weak: in a mixed-language corpus the question's own
         language gets no bonus for merely sharing a few words); new candidates get their dense score
-        from the stored vectors."""
+        from the stored vectors. For the cross-language leg "every question word" means every one the
+        other language's passages use at all: most words of a question have no counterpart there
+        ("district", "secretary"), and counting them would drown the one name that does ("Xuhui")."""
         if not hits or strength <= 0:
             return
         missing = [rowid for rowid, _ in hits if rowid not in fused]
