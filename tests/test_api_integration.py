@@ -57,6 +57,7 @@ EN_QUESTIONS = [
      "全球工业人工智能联盟卓越中心"),
     ("What will Jinshan District focus on, such as new energy vehicles and the low-altitude economy?",
      "新能源汽车、高端化工和新材料"),
+    ("What did the Xuhui district party secretary say?", "徐汇区委书记曹立强表示"),  # README's example: a name in pinyin
 ]
 
 OUT_OF_CORPUS = [

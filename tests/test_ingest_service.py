@@ -195,3 +195,35 @@ def test_reingesting_the_seed_report_is_unchanged_and_a_search_finds_its_paragra
     assert any("190余名研究生" in h.passage.text for h in result.hits)
     for h in result.hits:
         assert h.passage.start <= h.evidence.start < h.evidence.end <= h.passage.end
+
+
+class _TitleRecorder(UseMEmbedder):
+    """The real USE-m model, recording the (text, title) pairs it is asked to encode as passages."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[str, str | None]] = []
+
+    def encode_passages(self, texts, titles=None):
+        self.seen += list(zip(texts, titles if titles is not None else [None] * len(texts)))
+        return super().encode_passages(texts, titles)
+
+
+def test_sentences_are_embedded_with_their_documents_title_even_alone(tmp_path: Path):
+    recorder = _TitleRecorder()
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", embedder="use-m", seeds_dir=None,
+                        cache_dir=tmp_path / "cache")
+    services = build_services(settings, embedder=recorder)
+    try:
+        text = "Ferry timetable\n\nThe first ferry leaves at 07:00. It returns at 18:00.\n\nOne sentence only.\n"
+        result = ingest_text(services, text)
+        titled = {t for t, title in recorder.seen if title == "Ferry timetable"}
+        untitled = {t for t, title in recorder.seen if title is None}
+        assert {"The first ferry leaves at 07:00.", "It returns at 18:00.", "One sentence only."} <= titled
+        assert {"The first ferry leaves at 07:00. It returns at 18:00.", "One sentence only."} <= untitled
+        passages = services.corpus.passages(sorted(rowids_of(services, result.document_id)))
+        rowid = next(r for r, p in passages.items() if p.text == "One sentence only.")
+        spans, vectors = services.corpus.store.sentences_of([rowid])[rowid]
+        assert len(spans) == 1 and vectors.shape[0] == 1
+    finally:
+        services.close()

@@ -432,3 +432,13 @@ def test_language_balance_keeps_the_order_within_a_language_and_lets_languages_m
         assert sorted(one_language, key=lambda r: -one_language[r]["score"]) == [1, 2]
     finally:
         services.close()
+
+
+def test_cross_language_strength_counts_only_words_the_other_language_uses(lexical):
+    """An English question looked up in Chinese passages: "district" or "secretary" can never match
+    there, so only the words that can (here "g60") set what a full match would score."""
+    index, _ = lexical
+    tokens = ["g60", "district", "secretary", "corridor"]
+    assert index.strength(tokens, "zh", known_only=True) == pytest.approx(index.strength(["g60"], "zh"))
+    assert index.strength(tokens, "zh") > 3 * index.strength(tokens, "zh", known_only=True)
+    assert index.strength(["district"], "zh", known_only=True) == 0.0
