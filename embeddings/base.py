@@ -8,6 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
+QUERY_BATCH_SIZE = 64  # questions per forward pass of a local model (passages use the configured batch size)
+
+
 def truncate_normalised(vectors: np.ndarray, dim: int | None) -> np.ndarray:
     """``vectors`` cut to their first ``dim`` components and re-normalised (Matryoshka truncation);
     with ``dim`` None, as they are. Always contiguous float32."""

@@ -196,8 +196,9 @@ class CachedEmbedder(WrappingEmbedder):
         self._fill_from_full_size(model_id, missing, out)
         done = len(texts) - sum(len(rows) for rows in missing.values())
         self._report(done, len(texts))
-        todo = sorted(missing, key=lambda key: len(texts[missing[key][0]]), reverse=True)
-        for batch in _length_batches(todo, self.batch_size, key=lambda key: len(texts[missing[key][0]])):
+        length = lambda key: len(texts[missing[key][0]])  # noqa: E731 - the text behind a cache key
+        todo = sorted(missing, key=length, reverse=True)
+        for batch in _length_batches(todo, self.batch_size, key=length):
             first = [missing[key][0] for key in batch]
             vectors = self._checked(self.inner.encode_passages([texts[i] for i in first], [titles[i] for i in first]),
                                     len(batch))

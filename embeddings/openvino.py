@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import LocalModelEmbedder, Titles, titled_prompt
+from .base import QUERY_BATCH_SIZE, LocalModelEmbedder, Titles, titled_prompt
 from .fetch import folder_digests
 
 _XML = "model.xml"
@@ -148,9 +148,9 @@ class OpenVinoEmbedder(LocalModelEmbedder):
     """EmbeddingGemma (or another sentence-transformers folder of the same shape) as one compiled
     OpenVINO model: ``folder`` is the verified model, the IR is derived from it on first use.
 
-    Questions and passages get the model's ``query`` and ``document`` prompts. ``dim`` truncates
-    Matryoshka vectors (then re-normalises). ``model_id`` is the one :class:`SentenceTransformerEmbedder`
-    would give with ``quantize="openvino"``: ``<folder name>@<sha8>[/d<dim>]/openvino``.
+    Questions and passages get the model's ``query`` and ``document`` prompts (passages with their
+    title in it, where given). ``dim`` truncates Matryoshka vectors (then re-normalises). ``model_id`` is
+    ``<folder name>@<sha8>[/d<dim>]/openvino``, as the torch backend names its modes.
     """
 
     def __init__(self, folder: Path, *, dim: int | None = None, batch_size: int = 8, threads: int = 2):
@@ -174,7 +174,7 @@ class OpenVinoEmbedder(LocalModelEmbedder):
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         # Questions are short: a micro-batch of them goes through in one forward pass.
-        return self._encode([self._query_prompt + text for text in texts], max(self._batch_size, 64))
+        return self._encode([self._query_prompt + text for text in texts], max(self._batch_size, QUERY_BATCH_SIZE))
 
     def encode_passages(self, texts: Sequence[str], titles: Titles = None) -> np.ndarray:
         titles = titles if titles is not None else [None] * len(texts)

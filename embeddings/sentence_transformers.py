@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import LocalModelEmbedder, Titles, titled_prompt
+from .base import QUERY_BATCH_SIZE, LocalModelEmbedder, Titles, titled_prompt
 from .fetch import folder_digests
 from .quantize import TORCH_MODES, bf16_folder, keep_heads_fp32, model_id_suffix, quantize_int8, resolve_mode
 
 log = logging.getLogger(__name__)
 
-QUERY_BATCH_SIZE = 64  # questions per forward pass (passages use the configured batch size)
 
 
 def _weights_file(folder: Path) -> str:

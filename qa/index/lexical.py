@@ -37,9 +37,13 @@ class _LangIndex:
         df = np.array([indptr[vocab[t] + 1] - indptr[vocab[t]] if t in vocab else 0 for t in tokens], dtype=np.float64)
         return np.log1p((n - df + 0.5) / (df + 0.5))
 
-    def scores(self, tokens: list[str]) -> np.ndarray:
+    def known(self, tokens: list[str]) -> list[str]:
+        """The ``tokens`` some passage of this language uses."""
         vocab = self.retriever.vocab_dict
-        known = [t for t in tokens if t in vocab]
+        return [t for t in tokens if t in vocab]
+
+    def scores(self, tokens: list[str]) -> np.ndarray:
+        known = self.known(tokens)
         if not known:
             return np.zeros(len(self.rowids), dtype=np.float32)
         return self.retriever.get_scores(known).astype(np.float32)
@@ -91,7 +95,7 @@ class LexicalIndex:
         with self._lock:
             index = self._by_lang.get(lang)
         if index is not None and known_only:
-            tokens = [t for t in tokens if t in index.retriever.vocab_dict]
+            tokens = index.known(tokens)
         if index is None or not tokens:
             return 0.0
         return float(index.idf(tokens).sum())
