@@ -8,7 +8,7 @@ version; see :func:`embeddings.quantize.derived_folder`). The IR maps token ids 
 mask straight to the normalised sentence vector.
 
 At run time nothing else is loaded: the text is tokenized by ``sentencepiece`` from the model's own
-``tokenizer.model`` (the same ids as the model's ``tokenizer.json``, at a sixth of the memory), and
+``tokenizer.model`` (the same ids as the model's ``tokenizer.json``, in a fraction of the memory), and
 neither torch nor transformers is imported. On a CPU with AMX or AVX512-BF16 OpenVINO runs the
 matmuls in bf16 by itself; its fused kernels make a lone short question much cheaper than torch's
 eager forward pass (docs/performance.md).
