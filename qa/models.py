@@ -42,6 +42,9 @@ class PassageDraft:
     start: int
     end: int
     text: str
+    page: int | None = None  # first page (1-based) for paged formats (PDF, slides); None for text
+    page_end: int | None = None  # last page when the passage crosses a page break
+    ocr_confidence: float | None = None  # mean OCR confidence (0-1) of a passage read from a scan
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class Passage:
     title: str = ""
     source: str | None = None
     published: str | None = None
+    collection: str = "default"
+    page: int | None = None
+    page_end: int | None = None
+    ocr_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class Document:
     passage_count: int
     created_at: str
     metadata: dict[str, str] = field(default_factory=dict)
+    collection: str = "default"
 
 
 def passage_id(document_id: str, paragraph: int, part: int) -> str:
