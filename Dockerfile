@@ -13,7 +13,8 @@ WORKDIR /app
 # torch first, from the CPU index: exactly 2.13.0, never a CUDA build.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
-# The package (torch is already satisfied by the CPU build above).
+# The service (torch is already satisfied by the CPU build above); the development tooling in bench/
+# (`qa eval`, `qa bench`) is not part of the image.
 COPY pyproject.toml README.md LICENSE ./
 COPY qa/ qa/
 COPY embeddings/ embeddings/

@@ -1,4 +1,4 @@
-"""qa.benchmark without a model or a server: percentile math, the load generator, question handling."""
+"""bench.benchmark without a model or a server: percentile math, the load generator, question handling."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from qa.benchmark import (LoadResult, QuestionStream, _truncated_cache, latency_summary, load_xquad, percentile,
+from bench.benchmark import (LoadResult, QuestionStream, _truncated_cache, latency_summary, load_xquad, percentile,
                           ratios, run_load)
 
 
@@ -128,3 +128,32 @@ def test_truncated_cache_renormalises_the_prefix(tmp_path):
     (model_id, dim, blob), = sqlite3.connect(tmp_path / "dst.sqlite").execute("SELECT model_id, dim, vector FROM vectors")
     assert (model_id, dim) == ("m@1/d2", 2)
     assert np.frombuffer(blob, dtype=np.float32) == pytest.approx([0.6, 0.8])
+
+
+def test_qa_eval_and_bench_come_from_the_bench_package():
+    from typer.testing import CliRunner
+
+    from qa.cli import app
+
+    runner = CliRunner()
+    for command in ("eval", "bench"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "Development tool" not in result.output
+    assert "--peers" in runner.invoke(app, ["bench", "--help"]).output
+
+
+def test_without_the_bench_package_qa_eval_and_bench_say_what_to_do():
+    import subprocess
+    import sys
+
+    # an installation without bench/ (the image): the service's commands work, the tools explain themselves
+    code = ("import sys; sys.modules['bench'] = None; from qa.cli import app; "
+            "app(sys.argv[1:], prog_name='qa')")
+    for args in (["eval", "xquad", "--limit", "5"], ["bench", "--peers"]):
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"`qa {args[0]}` is a development tool in the bench/ folder" in done.stderr
+        assert "pip install -e ." in done.stderr
+    done = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "serve" in done.stdout

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import QAServer
-from qa.benchmark import proc_memory_mib
+from bench.benchmark import proc_memory_mib
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.evaluation import load_runs, no_answer_report, RunFigures
+from bench.evaluation import load_runs, no_answer_report, RunFigures
 
 EVAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
 

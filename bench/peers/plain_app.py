@@ -2,7 +2,7 @@
 compares qa with. FastAPI + sentence-transformers (EmbeddingGemma's query/document prompts) + a FAISS
 ``IndexFlatIP`` over normalised vectors, everything in memory, no cache, no lexical leg, no evidence.
 
-Run: ``PLAIN_MODEL_PATH=<sentence-transformers folder> uvicorn plain_app:app --app-dir qa/bench_peers``
+Run: ``PLAIN_MODEL_PATH=<sentence-transformers folder> uvicorn plain_app:app --app-dir bench/peers``
 """
 
 import os

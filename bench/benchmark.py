@@ -10,7 +10,7 @@ Three parts:
   generator: fixed duration, request cap, stops by itself), errors, and the server's memory (VmRSS
   after warm-up and at the end, VmHWM = peak). With ``peers`` the same is measured, alternating in
   rounds, for txtai's API and a hand-written FastAPI + sentence-transformers + FAISS app
-  (``qa/bench_peers/plain_app.py``), and every qa figure is also given as a ratio to the best peer.
+  (``bench/peers/plain_app.py``), and every qa figure is also given as a ratio to the best peer.
 * **Scale** (``run_scale``): N clustered synthetic unit vectors built into the service's own
   :class:`~qa.index.vectors.VectorIndex` approximate path (HNSW, optionally HNSW+SQ8), without the
   model: build time, resident memory of the index, single-threaded search latency and recall@10
@@ -50,7 +50,7 @@ from qa.settings import Settings
 
 HOST = "127.0.0.1"
 PEERS_DIR = Path.home() / ".cache" / "qa" / "peers"
-PLAIN_APP = Path(__file__).with_name("bench_peers") / "plain_app.py"
+PLAIN_APP = Path(__file__).with_name("peers") / "plain_app.py"
 
 
 # =============================================================================================
@@ -383,7 +383,7 @@ def run_scale(n: int, *, variants: Sequence[str] = SCALE_VARIANTS, budget_s: flo
     for variant in variants:
         console.print(f"[bold]scale[/bold]: {variant}, target {n:,} × 768-d vectors, build budget {budget_s:.0f} s")
         args = json.dumps({"n": n, "variant": variant, "budget_s": budget_s, "queries": queries, "chunk": chunk})
-        code = ("import json, sys; from qa.benchmark import scale_worker; "
+        code = ("import json, sys; from bench.benchmark import scale_worker; "
                 "print('RESULT ' + json.dumps(scale_worker(**json.loads(sys.argv[1]))))")
         proc = subprocess.run([sys.executable, "-c", code, args], stdout=subprocess.PIPE, text=True,
                               timeout=budget_s * 4 + 900)

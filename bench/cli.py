@@ -1,0 +1,79 @@
+"""The development commands of the ``qa`` command line: ``qa eval`` (retrieval quality, calibration) and
+``qa bench`` (speed over HTTP, the index at scale, Matryoshka truncation). ``qa.cli`` registers them
+when this package is importable (a source checkout); the service itself does not need them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``eval`` and ``bench`` to the ``qa`` command."""
+    app.command("eval")(eval_cmd)
+    app.command("bench")(bench)
+
+
+def eval_cmd(benchmark: str = typer.Argument(..., help="xquad | cmrc2018 | mixed | noanswer | all | calibrate"),
+             eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/ and cmrc2018/."),
+             limit: Optional[int] = typer.Option(None, help="Only the first N questions per direction."),
+             output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here.")) -> None:
+    """Retrieval quality (R@1, R@5, MRR@10 per direction) through the same code the API uses.
+
+    `qa eval calibrate` fits the answerable confidence on in- vs out-of-corpus questions and stores it.
+    """
+    from bench.evaluation import calibrate, run_eval
+    from qa.cli import _fail, _settings
+
+    if not (eval_dir / "xquad").is_dir():
+        _fail(f"{eval_dir} holds no xquad/ folder: pass --eval-dir pointing at the shared eval data")
+    if benchmark == "calibrate":
+        calibrate(eval_dir, _settings(None), limit=limit, console=Console(width=160))
+        return
+    run_eval(benchmark, eval_dir, _settings(None), limit=limit, output=output, console=Console(width=160))
+
+
+def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search corpus (zh and en alternating)."),
+          ingest_passages: int = typer.Option(16, help="Paragraphs timed for ingest throughput (embedded from scratch)."),
+          queries: int = typer.Option(100, help="Warm single-client questions timed per system."),
+          duration: float = typer.Option(20.0, help="Seconds of load per concurrency level and system."),
+          concurrency: str = typer.Option("8,32", help="Concurrent clients of the load runs (comma-separated)."),
+          load_rounds: int = typer.Option(2, min=1, help="Rounds each load level is split into (memory is read "
+                                          "after each, so more rounds show whether it levels off)."),
+          peers: bool = typer.Option(False, "--peers", help="Also measure txtai's API and a plain FastAPI+FAISS app."),
+          first_stage: bool = typer.Option(False, "--first-stage",
+                                           help="Also measure qa with its second stage off (QA_RERANK_DEPTH=0)."),
+          scale: Optional[int] = typer.Option(None, help="Instead: the approximate index at this many synthetic vectors."),
+          scale_budget: float = typer.Option(600.0, help="Build seconds per index variant before extrapolating."),
+          scale_variants: Optional[str] = typer.Option(
+              None, help="--scale: index variants to build, comma-separated: hnsw, hnsw_sq8 (default: both)."),
+          matryoshka: Optional[str] = typer.Option(None, help="Instead: qa eval xquad at these dims, e.g. 512,256."),
+          eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/."),
+          eval_limit: Optional[int] = typer.Option(None, help="--matryoshka: only the first N questions per direction."),
+          output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
+          ) -> None:
+    """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --scale / --matryoshka."""
+    from bench.benchmark import SCALE_VARIANTS, check_scale_variants, run_bench, run_scale, run_truncation, write_json
+    from qa.cli import _settings
+
+    out = Console(width=160)
+    if scale:
+        variants = [v.strip() for v in scale_variants.split(",") if v.strip()] if scale_variants else SCALE_VARIANTS
+        try:
+            check_scale_variants(variants)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--scale-variants") from exc
+        write_json(output, {"scale": run_scale(scale, variants=variants, budget_s=scale_budget, console=out)})
+    elif matryoshka:
+        dims = [int(d) for d in matryoshka.split(",") if d.strip()]
+        write_json(output, {"matryoshka": run_truncation(_settings(None), eval_dir, dims, limit=eval_limit,
+                                                          console=out)})
+    else:
+        write_json(output, run_bench(
+            _settings(None), queries=queries, passages=passages, ingest_passages=ingest_passages, duration_s=duration,
+            concurrency=[int(c) for c in concurrency.split(",") if c.strip()], peers=peers, first_stage=first_stage,
+            eval_dir=eval_dir, load_rounds=load_rounds,
+            console=out))
