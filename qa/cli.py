@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from qa.settings import Settings
 
@@ -17,6 +25,8 @@ app = typer.Typer(help="Bilingual (Chinese/English) question answering with exac
                   pretty_exceptions_show_locals=False)
 models_app = typer.Typer(help="Obtain and verify embedding models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+collections_app = typer.Typer(help="Knowledge bases (collections): list, create, delete.", no_args_is_help=True)
+app.add_typer(collections_app, name="collections")
 console = Console(stderr=True)
 
 
@@ -29,13 +39,13 @@ def _settings(data_dir: Optional[Path] = None, **overrides) -> Settings:
 
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
 
 
 def _services(settings: Settings):
     from embeddings import ModelNotInstalledError, ModelVerificationError
-    from qa.index.vectors import IndexCorruptError, IndexMismatchError
-    from qa.store.sqlite import StoreError
+    from qa.index.base import IndexCorruptError, IndexMismatchError
+    from qa.store.base import StoreError
     from qa.wiring import build_services
 
     with console.status("loading the embedding model…"):
@@ -46,12 +56,25 @@ def _services(settings: Settings):
             _fail(str(exc))
 
 
+@contextmanager
+def _collection_errors():
+    """Unknown or invalid collection names end the command with the reason (and what exists)."""
+    from qa.store.base import CollectionExistsError, CollectionNotFoundError, InvalidCollectionNameError
+
+    try:
+        yield
+    except (CollectionNotFoundError, CollectionExistsError, InvalidCollectionNameError) as exc:
+        _fail(str(exc) + (". Create it with `qa collections create NAME`."
+                          if isinstance(exc, CollectionNotFoundError) else ""))
+
+
 def _fail(message: str) -> None:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(2)
 
 
 DataDir = typer.Option(None, "--data-dir", help="Data folder (default: QA_DATA_DIR or ./data).")
+CollectionOpt = typer.Option("default", "--collection", "-c", help="The knowledge base (collection).")
 
 
 @app.command()
@@ -82,46 +105,50 @@ def mcp(data_dir: Optional[Path] = DataDir) -> None:
 
 @app.command()
 def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt, .md, .html)."),
+           collection: str = CollectionOpt,
+           create: bool = typer.Option(False, "--create", help="Create the collection when it does not exist."),
            data_dir: Optional[Path] = DataDir) -> None:
-    """Add documents to the store and indexes, with progress."""
-    from qa.ingest.service import _expand
-
+    """Add documents to a collection, with progress. Killed and rerun, it resumes: documents already stored
+    are recognised by their content and not embedded again."""
     missing = [p for p in paths if not p.exists()]
     if missing:
         _fail(f"{missing[0]} does not exist")
     settings = _settings(data_dir)
     services = _services(settings)
-    files = sorted(_expand(paths))
-    results = []
-    with _progress() as progress, services.corpus.batch():
-        docs = progress.add_task("documents", total=len(files))
-        passages = progress.add_task("embedding", total=None)
-        for path in files:
-            progress.update(docs, description=f"documents ({path.name})")
-            try:
-                parsed = services.ingest.parse(path.read_bytes(), path.name)
-            except ValueError as exc:
-                console.print(f"[yellow]skipped {path}:[/yellow] {exc}")
-                progress.advance(docs)
-                continue
-            from qa.ingest.service import document_id_for
+    with _collection_errors():
+        if create:
+            services.documents.ensure_collection(collection)
+        services.documents.collection(collection)
+        with _progress() as progress:
+            files = progress.add_task("files", total=None)
+            passages = progress.add_task("passages embedded", total=None)
 
-            result = services.ingest.ingest(
-                parsed, document_id_for(path.stem),
-                on_progress=lambda done, total: progress.update(passages, completed=done, total=total),
-            )
-            results.append(result)
-            progress.advance(docs)
-    for r in results:
-        console.print(f"{r.document_id}: {r.status} ({r.passages} passages)"
-                      + (f", duplicate of {r.duplicate_of}" if r.duplicate_of else ""))
-    console.print(f"store: {services.corpus.store.count_documents()} documents, "
-                  f"{services.corpus.store.count_passages()} passages")
+            def show(state) -> None:
+                progress.update(files, total=state.files_total, completed=state.files_done,
+                                description=f"files ({state.current})" if state.current else "files")
+                progress.update(passages, completed=state.passages_embedded)
+
+            try:
+                report = services.documents.ingest_paths(paths, collection, show)
+            finally:
+                services.close()
+    for name, r in report.results:
+        if r.status in ("added", "replaced", "duplicate"):
+            console.print(f"{r.document_id}: {r.status} ({r.passages} passages)"
+                          + (f", duplicate of {r.duplicate_of}" if r.duplicate_of else ""))
+    for skipped in report.skipped:
+        console.print(f"[yellow]skipped[/yellow] {skipped.path}: {skipped.reason}")
+    rate = report.passages_embedded / report.seconds if report.seconds else 0.0
+    console.print(f"{len(report.results)} documents ({report.count('added')} added, {report.count('replaced')} "
+                  f"replaced, {report.count('unchanged')} unchanged, {report.count('duplicate')} duplicates), "
+                  f"{len(report.skipped)} skipped; {report.passages_embedded} passages embedded in "
+                  f"{report.seconds:.1f} s ({rate:.1f}/s)")
 
 
 @app.command()
 def ask(question: str = typer.Argument(..., help="A question in Chinese or English."),
         top_k: int = typer.Option(3, "--top-k", "-k", min=1, max=50),
+        collection: str = CollectionOpt,
         data_dir: Optional[Path] = DataDir,
         explain: bool = typer.Option(False, help="Show component scores.")) -> None:
     """Ask a question and print the cited passages."""
@@ -136,7 +163,9 @@ def ask(question: str = typer.Argument(..., help="A question in Chinese or Engli
     settings = _settings(data_dir)
     services = _services(settings)
     ingest_seeds_if_empty(services)
-    result = services.search.search(SearchRequest(query=question, top_k=top_k, explain=explain))
+    with _collection_errors():
+        result = services.search.search(SearchRequest(query=question, top_k=top_k, explain=explain,
+                                                      collection=collection))
     out = Console()
     verdict = "[green]answerable[/green]" if result.answerable else "[red]not answered by the documents[/red]"
     out.print(f"{verdict} (confidence {result.confidence:.2f}, question language {result.query_lang})")
@@ -158,76 +187,103 @@ def reindex(data_dir: Optional[Path] = DataDir,
     if reembed or _model_changed(settings):
         _reembed(settings)
         return
-    # The index files are derived from the store and rebuilt below: drop them first, so that a corrupt
-    # or foreign index (which opening the data folder refuses) does not block the command that repairs it.
-    for name in ("vectors.faiss", "vectors.json"):
-        (settings.data_dir / name).unlink(missing_ok=True)
+    # The indexes are derived from the store and rebuilt below: drop them first, so that a corrupt or
+    # foreign index (which opening the data folder refuses) does not block the command that repairs it.
+    _drop_indexes(settings.data_dir)
     services = _services(settings)
     with console.status("rebuilding indexes…"):
         services.corpus.reindex()
     console.print(f"rebuilt indexes over {services.corpus.store.count_passages()} passages")
+    services.close()
+
+
+def _drop_indexes(data_dir: Path) -> None:
+    import shutil
+
+    for name in ("vectors", "lexical"):
+        shutil.rmtree(data_dir / name, ignore_errors=True)
 
 
 def _model_changed(settings: Settings) -> bool:
-    from qa.store import PassageStore
+    from qa.store import create_store
 
-    path = settings.data_dir / "store.sqlite"
-    if not path.exists():
+    if not (settings.data_dir / "store.sqlite").exists():
         return False
     from embeddings import create_embedder
 
-    return PassageStore(path).get_meta("model_id") != create_embedder(settings).model_id
+    store = create_store(settings)
+    try:
+        return store.get_meta("model_id") != create_embedder(settings).model_id
+    finally:
+        store.close()
 
 
 def _reembed(settings: Settings) -> None:
     """Re-embed all documents into a fresh data folder, then swap it in."""
     import shutil
 
-    from qa.store import PassageStore
-    from qa.wiring import build_services
+    from qa.wiring import build_corpus, build_services
 
-    old = PassageStore(settings.data_dir / "store.sqlite")
-    docs = old.list_documents(limit=10**9)
-    texts = [(d, old.get_document(d.id)[1]) for d in docs]
     fresh_dir = settings.data_dir.with_name(settings.data_dir.name + ".reindex")
     shutil.rmtree(fresh_dir, ignore_errors=True)
+    _drop_indexes(settings.data_dir)  # the old folder is only read from its store
+    from qa.store import create_store
+
+    probe = create_store(settings)
+    model_id, dimension = probe.get_meta("model_id") or "", int(probe.get_meta("dimension") or 0)
+    total = probe.count_documents()
+    probe.close()
+    old = build_corpus(settings, model_id, dimension)
     fresh = build_services(settings.model_copy(update={"data_dir": fresh_dir}))
-    with _progress() as progress, fresh.corpus.batch():
-        task = progress.add_task("re-embedding documents", total=len(texts))
-        for doc, text in texts:
-            fresh.ingest.ingest(_as_parsed(old, doc, text), doc.id)
-            progress.advance(task)
+    with _progress() as progress:
+        task = progress.add_task("re-embedding documents", total=total)
+        copied = fresh.documents.copy_from(old, lambda _: progress.advance(task))
     fresh.close()
     old.close()
     backup = settings.data_dir.with_name(settings.data_dir.name + ".before-reindex")
     shutil.rmtree(backup, ignore_errors=True)
     settings.data_dir.rename(backup)
     fresh_dir.rename(settings.data_dir)
-    console.print(f"re-embedded {len(texts)} documents; the previous data is kept in {backup}")
+    console.print(f"re-embedded {copied} documents; the previous data is kept in {backup}")
 
 
-def _as_parsed(store, doc, text: str):
-    """The document as it was parsed when ingested, rebuilt from its stored passages and sections.
+@collections_app.command("list")
+def collections_list(data_dir: Optional[Path] = DataDir) -> None:
+    """The collections with their document and passage counts."""
+    from qa.store import create_store
 
-    Parsing the stored text again would not do: it is the visible text of an HTML page or a text whose
-    title came separately, so paragraphs (and with them passage ids and citations) would shift.
-    """
-    from itertools import groupby
+    store = create_store(_settings(data_dir))
+    for c in store.list_collections():
+        console.print(f"{c.name}\t{c.documents} documents\t{c.passages} passages\t{c.description}")
+    store.close()
 
-    from qa.models import Block, ParsedDocument
 
-    passages = sorted(store.passages_by_rowid(sorted(store.rowids_of_documents([doc.id]))).values(),
-                      key=lambda p: (p.paragraph, p.part))
-    blocks, section = [], None
-    for _, parts in groupby(passages, key=lambda p: p.paragraph):
-        parts = list(parts)
-        start, end = parts[0].start, parts[-1].end
-        if parts[0].section is not None and parts[0].section != section:
-            section = parts[0].section
-            blocks.append(Block("heading", start, start, section))  # only its place and name matter
-        blocks.append(Block("paragraph", start, end, text[start:end]))
-    return ParsedDocument(title=doc.title, text=text, blocks=blocks, source=doc.source, published=doc.published,
-                          metadata=dict(doc.metadata))
+@collections_app.command("create")
+def collections_create(name: str, description: str = typer.Option("", help="What the collection holds."),
+                       data_dir: Optional[Path] = DataDir) -> None:
+    """Create an empty collection."""
+    from qa.store import create_store
+
+    store = create_store(_settings(data_dir))
+    with _collection_errors():
+        store.create_collection(name, description)
+    store.close()
+    console.print(f"created collection {name}")
+
+
+@collections_app.command("delete")
+def collections_delete(name: str, data_dir: Optional[Path] = DataDir,
+                       yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")) -> None:
+    """Delete a collection with all its documents (the default collection is emptied)."""
+    settings = _settings(data_dir)
+    services = _services(settings)
+    with _collection_errors():
+        found = services.documents.collection(name)
+        if not yes and not typer.confirm(f"delete {name} with its {found.documents} documents?"):
+            raise typer.Exit(1)
+        services.documents.delete_collection(name)
+    services.close()
+    console.print(f"deleted collection {name}")
 
 
 @models_app.command("fetch")

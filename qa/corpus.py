@@ -1,8 +1,11 @@
 """The corpus: the passage store and the indexes derived from it, kept in step.
 
-The store is written first (one transaction per document); the indexes follow in memory and are
-persisted at the end of each write batch. On open, an index that lags the store (the process died
-between the two) is caught up from the vectors and tokens kept in the store.
+A write commits to the store first (one transaction per document, its passage changes logged in
+the same transaction), then the indexes apply exactly that change in memory: the cost follows the
+document, not the corpus. A background checkpointer makes the indexes' state durable now and then
+and lets the store forget the changes every index has persisted. On open, each index replays the
+store's changes after its last checkpoint (or is rebuilt from the store when those were forgotten),
+so a crash at any moment loses nothing the store acknowledged.
 """
 
 from __future__ import annotations
@@ -11,36 +14,46 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
-import numpy as np
-
-from qa.index.lexical import LexicalIndex
-from qa.index.vectors import IndexMismatchError, VectorIndex
-from qa.models import Document, Passage
-from qa.settings import Settings
-from qa.store import PassageStore, StoredPassage
+from qa.index.base import DenseIndex, DerivedIndex, IndexMismatchError, LexicalIndex
+from qa.models import Document
+from qa.store.base import (
+    DEFAULT_COLLECTION,
+    Change,
+    Collection,
+    CollectionNotFoundError,
+    IndexEntry,
+    PassageStore,
+    StoredPassage,
+    WriteResult,
+)
 
 log = logging.getLogger(__name__)
 
 
 class Corpus:
-    """Store + dense index + lexical index for one data folder and one embedding model."""
+    """Store + dense index + lexical index for one embedding model."""
 
-    def __init__(self, data_dir: Path, model_id: str, dimension: int, settings: Settings):
-        self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = PassageStore(self.data_dir / "store.sqlite")
-        self._check_model(model_id, dimension)
-        self.vectors = VectorIndex.open(
-            self.data_dir, dimension, model_id, approximate_threshold=settings.approximate_threshold,
-            hnsw_m=settings.hnsw_m, ef_search=settings.hnsw_ef_search, hnsw_sq8=settings.hnsw_sq8,
-        )
-        self.lexical = LexicalIndex.load(self.data_dir) or LexicalIndex()
+    def __init__(self, store: PassageStore, dense: DenseIndex, lexical: LexicalIndex, model_id: str, dimension: int,
+                 *, checkpoint_interval_s: float = 30.0, checkpoint_changes: int = 20_000, where: str = "the data folder"):
+        self.store = store
+        self.dense = dense
+        self.lexical = lexical
+        self.where = where
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.checkpoint_changes = checkpoint_changes
         self._write_lock = threading.RLock()
-        self._batch_depth = 0
-        self._lang_rowids: dict[str, tuple[tuple[str, int], frozenset[int]]] = {}
-        self._catch_up()
+        self._checkpoint_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._check_model(model_id, dimension)
+        self.store.ensure_collection(DEFAULT_COLLECTION, "The default knowledge base.")
+        self.catch_up()
+        self._checkpointer: threading.Thread | None = None
+
+    @property
+    def indexes(self) -> tuple[DerivedIndex, DerivedIndex]:
+        return self.dense, self.lexical
 
     def _check_model(self, model_id: str, dimension: int) -> None:
         stored = self.store.get_meta("model_id")
@@ -49,95 +62,160 @@ class Corpus:
             self.store.set_meta("dimension", str(dimension))
         elif stored != model_id:
             raise IndexMismatchError(
-                f"The passages in {self.data_dir} were embedded with {stored!r}, but the service is configured "
-                f"with {model_id!r}. Run `qa reindex --data-dir {self.data_dir}` to re-embed them with the "
+                f"The passages in {self.where} were embedded with {stored!r}, but the service is configured "
+                f"with {model_id!r}. Run `qa reindex --reembed` to re-embed them with the "
                 "configured model, or configure the model they were embedded with."
             )
 
-    def _catch_up(self) -> None:
-        generation = self.store.generation
-        if self.vectors.generation != generation or len(self.vectors) != self.store.count_passages():
-            if generation:
-                log.warning("vector index is at generation %s, store at %s: restoring it from the stored vectors",
-                            self.vectors.generation, generation)
-            self.vectors.rebuild(self.store.iter_vectors())
-            self.vectors.save(self.data_dir, generation)
-        if self.lexical.generation != generation:
-            self.lexical.rebuild(self.store.iter_tokens(), generation)
-            self.lexical.save(self.data_dir)
-
-    # --- writes ---------------------------------------------------------------------------------
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Group writes: indexes are persisted once, when the outermost batch ends."""
+    # --- following the store ---------------------------------------------------------------------
+    def catch_up(self) -> int:
+        """Bring every index up to the store's sequence; returns the changes replayed."""
+        replayed = 0
         with self._write_lock:
-            self._batch_depth += 1
-            try:
-                yield
-            finally:
-                self._batch_depth -= 1
-                if self._batch_depth == 0:
-                    self._persist()
+            for index in self.indexes:
+                if index.applied_seq < self.store.pruned_upto or index.applied_seq > self.store.seq:
+                    log.warning("%s is at change %s but the store keeps changes after %s only (at %s): rebuilding it "
+                                "from the store", type(index).__name__, index.applied_seq, self.store.pruned_upto,
+                                self.store.seq)
+                    self._rebuild(index)
+                    continue
+                while changes := self.store.changes_since(index.applied_seq):
+                    self._apply(index, changes)
+                    replayed += len(changes)
+                    index.mark_applied(changes[-1].seq)
+        if replayed:
+            log.info("caught the indexes up with %s changes from the store", replayed)
+        return replayed
 
-    def _persist(self) -> None:
-        generation = self.store.generation
-        if self.lexical.generation != generation:
-            self.lexical.rebuild(self.store.iter_tokens(), generation)
-            self.lexical.save(self.data_dir)
-        if self.vectors.generation != generation:
-            self.vectors.save(self.data_dir, generation)
+    def _apply(self, index: DerivedIndex, changes: Sequence[Change]) -> None:
+        """Apply changes in order, batching runs of the same kind."""
+        run: list[Change] = []
+        for change in [*changes, None]:
+            if run and (change is None or change.op != run[0].op or change.collection != run[0].collection):
+                first = run[0]
+                if first.op == "drop":
+                    index.drop_collection(first.collection)
+                elif first.op == "remove":
+                    index.remove(first.collection, [c.rowid for c in run])
+                else:
+                    index.add(self.store.entries([c.rowid for c in run]))
+                run = []
+            if change is not None:
+                run.append(change)
 
-    def write_document(self, document: Document, text: str, passages: Sequence[StoredPassage]) -> None:
-        with self.batch():
-            removed, added = self.store.replace_document(document, text, passages)
-            self._follow(removed, added, passages)
-
-    def delete_document(self, document_id: str) -> bool:
-        with self.batch():
-            removed = self.store.delete_document(document_id)
-            if removed is None:
-                return False
-            self._follow(removed, [], [])
-            return True
-
-    def _follow(self, removed: list[int], added: list[int], passages: Sequence[StoredPassage]) -> None:
-        if not self.vectors.remove(removed):
-            self.vectors.rebuild(self.store.iter_vectors())
-        elif added:
-            self.vectors.add(np.asarray(added, dtype=np.int64), np.stack([p.vector for p in passages]))
-        if len(self.vectors) > self.vectors.approximate_threshold and not self.vectors.approximate:
-            self.vectors.rebuild(self.store.iter_vectors())
+    def _rebuild(self, index: DerivedIndex) -> None:
+        seq = self.store.seq
+        index.reset()
+        for entries in self.store.iter_entries():
+            index.add(entries)
+        index.mark_applied(seq)
+        index.checkpoint()
 
     def reindex(self) -> None:
         """Rebuild both indexes from the store (no re-embedding)."""
         with self._write_lock:
-            generation = self.store.generation
-            self.vectors.rebuild(self.store.iter_vectors())
-            self.vectors.save(self.data_dir, generation)
-            self.lexical.rebuild(self.store.iter_tokens(), generation)
-            self.lexical.save(self.data_dir)
+            for index in self.indexes:
+                self._rebuild(index)
 
-    # --- reads ----------------------------------------------------------------------------------
-    def allowed_rowids(self, lang: str | None, document_ids: Sequence[str] | None) -> set[int] | None:
-        allowed: set[int] | None = None
-        if document_ids is not None:
-            allowed = self.store.rowids_of_documents(document_ids)
-        if lang is not None:
-            by_lang = self.rowids_of_lang(lang)
-            allowed = by_lang if allowed is None else allowed & by_lang
-        return allowed
+    # --- writes ---------------------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the write lock across several writes (decide-then-write without another writer in between)."""
+        with self._write_lock:
+            yield
 
-    def rowids_of_lang(self, lang: str) -> frozenset[int]:
-        """Passage ids of one language, cached until the next write (not reloaded per request)."""
-        key = (lang, self.store.generation)
-        cached = self._lang_rowids.get(lang)
-        if cached is None or cached[0] != key:
-            cached = (key, frozenset(self.store.rowids_of_lang(lang)))
-            self._lang_rowids[lang] = cached
-        return cached[1]
+    def _follow(self, result: WriteResult, collection: str, entries: Sequence[IndexEntry] = ()) -> None:
+        for index in self.indexes:
+            if result.removed:
+                index.remove(collection, result.removed)
+            if entries:
+                index.add(entries)
+            index.mark_applied(result.seq)
+        if result.seq - min(index.durable_seq for index in self.indexes) >= self.checkpoint_changes:
+            self._wake.set()
 
-    def passages(self, rowids: Sequence[int]) -> dict[int, Passage]:
-        return self.store.passages_by_rowid(rowids)
+    def write_document(self, collection: str, document: Document, text: str,
+                       passages: Sequence[StoredPassage]) -> WriteResult:
+        with self._write_lock:
+            result = self.store.replace_document(collection, document, text, passages)
+            entries = [
+                IndexEntry(rowid=rowid, collection=collection, document_id=document.id, lang=sp.passage.lang,
+                           source=document.source, published=document.published, tokens=tuple(sp.tokens),
+                           vector=sp.vector)
+                for rowid, sp in zip(result.added, passages)
+            ]
+            self._follow(result, collection, entries)
+            return result
+
+    def delete_document(self, collection: str, document_id: str) -> bool:
+        with self._write_lock:
+            result = self.store.delete_document(collection, document_id)
+            if result is None:
+                return False
+            self._follow(result, collection)
+            return True
+
+    def create_collection(self, name: str, description: str = "") -> Collection:
+        return self.store.create_collection(name, description)
+
+    def delete_collection(self, name: str) -> bool:
+        with self._write_lock:
+            result = self.store.delete_collection(name)
+            if result is None:
+                return False
+            for index in self.indexes:
+                index.drop_collection(name)
+                index.mark_applied(result.seq)
+            return True
+
+    def collection(self, name: str) -> Collection:
+        """The collection, or :class:`CollectionNotFoundError` naming the ones there are."""
+        found = self.store.get_collection(name)
+        if found is None:
+            raise CollectionNotFoundError(name, [c.name for c in self.store.list_collections()])
+        return found
+
+    # --- durability -----------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Persist both indexes and let the store forget the changes they both hold durably."""
+        with self._checkpoint_lock:
+            for index in self.indexes:
+                if index.durable_seq < index.applied_seq:
+                    index.checkpoint()
+            self.store.prune_changes(min(index.durable_seq for index in self.indexes))
+
+    def start_checkpointer(self) -> None:
+        """Checkpoint in the background every ``checkpoint_interval_s`` (sooner after many changes)."""
+        if self._checkpointer is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                self._wake.wait(self.checkpoint_interval_s)
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
+                try:
+                    self.checkpoint()
+                except Exception:  # the next round tries again; the store still holds every change
+                    log.exception("index checkpoint failed")
+
+        self._checkpointer = threading.Thread(target=loop, name="qa-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    @property
+    def lag(self) -> int:
+        """Store changes not yet applied to the slowest index."""
+        return self.store.seq - min(index.applied_seq for index in self.indexes)
 
     def close(self) -> None:
-        self.store.close()
+        self._stop.set()
+        self._wake.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=60)
+        try:
+            self.checkpoint()
+        finally:
+            for index in self.indexes:
+                index.close()
+            self.store.close()

@@ -2,9 +2,11 @@
 
 Tools (each returns structured content, and the same JSON as text):
 
-* ``search(query, top_k=5, lang=None)`` — the cited passages, exactly as ``POST /v1/search`` returns them;
-* ``get_passage(passage_id)`` — one passage with its document offsets, as ``GET /v1/passages/{id}``;
-* ``ask(question)`` — the chat answer (extractive, or generated when a language model is configured)
+* ``search(query, top_k=5, lang=None, collection="default")`` — the cited passages, exactly as
+  ``POST /v1/search`` returns them;
+* ``get_passage(passage_id, collection="default")`` — one passage with its document offsets, as
+  ``GET /v1/passages/{id}``;
+* ``ask(question, collection="default")`` — the chat answer (extractive, or generated when a language model is configured)
   with numbered citations, ``answerable`` and ``confidence``.
 
 Two transports: stdio (``qa mcp``, for desktop clients that start the server themselves) and
@@ -15,7 +17,8 @@ load waits for them.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Literal
 
 from fastapi import FastAPI
@@ -31,6 +34,7 @@ from qa.api.errors import error_body
 from qa.api.schemas import EvidenceOut, PassageOut, SearchOut
 from qa.chat.service import ChatInputError
 from qa.retrieval.types import SearchRequest
+from qa.store.base import DEFAULT_COLLECTION, CollectionNotFoundError, InvalidCollectionNameError
 from qa.settings import Settings
 from qa.wiring import ServiceHolder, Services
 
@@ -66,6 +70,18 @@ class AskOut(BaseModel):
     citations: list[CitationOut]
 
 
+CollectionArg = Annotated[str, Field(description="The knowledge base (collection) to use; default \"default\".")]
+
+
+@contextmanager
+def _tool_errors() -> Iterator[None]:
+    """Unknown or invalid collections become tool errors naming what exists."""
+    try:
+        yield
+    except (CollectionNotFoundError, InvalidCollectionNameError) as exc:
+        raise ToolError(str(exc)) from exc
+
+
 def _services(holder: ServiceHolder) -> Services:
     holder.ready.wait(LOAD_TIMEOUT_S)
     if holder.services is None:
@@ -89,29 +105,38 @@ def create_mcp_server(holder: ServiceHolder, start_holder: bool = False) -> MCPS
     def search(query: Annotated[str, Field(min_length=1, max_length=2000, description="The question, Chinese or English.")],
                top_k: Annotated[int, Field(ge=1, le=50, description="How many passages.")] = 5,
                lang: Annotated[Literal["zh", "en"] | None, Field(description="Only passages in this language.")] = None,
+               collection: CollectionArg = DEFAULT_COLLECTION,
                ) -> SearchOut:
         """Passages that answer the question, best first, each with its evidence sentence and exact offsets."""
         if not query.strip():
             raise ToolError("query is empty: ask a question in Chinese or English")
-        result = _services(holder).search.search(SearchRequest(query=query, top_k=top_k, lang=lang))
+        with _tool_errors():
+            result = _services(holder).search.search(SearchRequest(query=query, top_k=top_k, lang=lang,
+                                                                   collection=collection))
         return SearchOut.from_result(result)
 
     @server.tool(title="Read a passage")
-    def get_passage(passage_id: Annotated[str, Field(description='A passage id, e.g. "doc:3".')]) -> PassageOut:
+    def get_passage(passage_id: Annotated[str, Field(description='A passage id, e.g. "doc:3".')],
+                    collection: CollectionArg = DEFAULT_COLLECTION) -> PassageOut:
         """One passage by id: its text, document, section, paragraph number and offsets."""
-        p = _services(holder).corpus.store.passage(passage_id)
+        with _tool_errors():
+            p = _services(holder).documents.passage(passage_id, collection)
         if p is None:
-            raise ToolError(f"no passage with id {passage_id!r}; passage ids come from search results")
+            raise ToolError(f"no passage with id {passage_id!r} in collection {collection!r}; passage ids come from "
+                            "search results")
         return PassageOut.from_passage(p)
 
     @server.tool(title="Ask a question")
-    def ask(question: Annotated[str, Field(min_length=1, max_length=2000, description="Chinese or English.")]) -> AskOut:
+    def ask(question: Annotated[str, Field(min_length=1, max_length=2000, description="Chinese or English.")],
+            collection: CollectionArg = DEFAULT_COLLECTION) -> AskOut:
         """A short answer with numbered [n] citations, or a plain statement that the documents do not answer."""
         chat = _services(holder).chat
         if chat is None:
             raise ToolError("the chat service is not configured")
+        model = "qa" if collection == DEFAULT_COLLECTION else f"qa/{collection}"
         try:
-            answer = chat.answer([{"role": "user", "content": question}], with_sources=False)
+            with _tool_errors():
+                answer = chat.answer([{"role": "user", "content": question}], model, with_sources=False)
         except ChatInputError as exc:
             raise ToolError(str(exc)) from exc
         return AskOut(question=answer.question, answer=answer.text, answerable=answer.answerable,

@@ -13,6 +13,7 @@ class Block:
     start: int
     end: int
     text: str
+    page: int | None = None  # 1-based page of a paged format (PDF, slides); None for text
 
 
 @dataclass

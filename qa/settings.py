@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     hnsw_sq8: bool = Field(False, description="HNSW over 8-bit scalar-quantised vectors (about a quarter of the memory).")
+    checkpoint_interval_s: float = Field(
+        30.0, description="Seconds between background checkpoints of the indexes (a restart replays the store's "
+        "changes since the last one; writes never wait for them).")
 
     # Chunking
     max_passage_tokens: int = Field(400, description="Token budget of one passage; longer paragraphs split at sentence ends.")

@@ -12,12 +12,15 @@ from embeddings.quantize import REDUCED_MODES
 from qa.chat.service import ChatService
 from qa.chat.upstream import UpstreamLLM
 from qa.corpus import Corpus
+from qa.documents import DocumentService
+from qa.index import create_dense_index, create_lexical_index
 from qa.ingest.service import IngestService
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
 from qa.retrieval.search import FusionWeights, SearchService
-from qa.text.tokenize import cross_language_query, tokenize
 from qa.settings import Settings
+from qa.store import create_store
+from qa.text.tokenize import cross_language_query, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ class Services:
     embedder: Embedder
     corpus: Corpus
     ingest: IngestService
+    documents: DocumentService
     search: SearchService
     chat: ChatService | None = None  # built by build_services; None only where Services is made by hand
 
@@ -89,10 +93,23 @@ def load_calibration(model_id: str) -> Calibration:
     return calibration
 
 
+def build_corpus(settings: Settings, model_id: str, dimension: int) -> Corpus:
+    """The configured store and indexes, caught up with each other."""
+    store = create_store(settings)
+    try:
+        return Corpus(store, create_dense_index(settings, model_id, dimension), create_lexical_index(settings),
+                      model_id, dimension, checkpoint_interval_s=settings.checkpoint_interval_s,
+                      where=str(settings.data_dir))
+    except BaseException:
+        store.close()
+        raise
+
+
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
     embedder = embedder or create_embedder(settings)
-    corpus = Corpus(settings.data_dir, embedder.model_id, embedder.dimension, settings)
+    corpus = build_corpus(settings, embedder.model_id, embedder.dimension)
     ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars)
+    documents = DocumentService(corpus, ingest)
     search = ThreadLimitedSearch(
         corpus, embedder, EvidenceSelector(join_margin=settings.evidence_join_margin,
                                                    min_chars=settings.evidence_min_chars),
@@ -105,7 +122,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     search.faiss_threads = FaissThreads(settings.faiss_threads)
     search.faiss_threads()  # this thread too (ingest of the seeds, the CLI)
     chat = ChatService(search, create_upstream(settings), max_query_chars=settings.max_query_chars)
-    return Services(settings, embedder, corpus, ingest, search, chat)
+    return Services(settings, embedder, corpus, ingest, documents, search, chat)
 
 
 def warm_up(services: Services) -> None:
@@ -121,7 +138,9 @@ def ingest_seeds_if_empty(services: Services) -> None:
     seeds = services.settings.seeds_dir
     if seeds and Path(seeds).is_dir() and services.corpus.store.count_documents() == 0:
         log.info("empty store: ingesting %s", seeds)
-        services.ingest.ingest_paths([Path(seeds)])
+        report = services.documents.ingest_paths([Path(seeds)])
+        for skipped in report.skipped:
+            log.warning("seed %s skipped: %s", skipped.path, skipped.reason)
 
 
 @dataclass
@@ -148,6 +167,7 @@ class ServiceHolder:
             warm_up(services)
             self.status = "ingesting seeds"
             ingest_seeds_if_empty(services)
+            services.corpus.start_checkpointer()
             self.services = services
             self.status = "ready"
         except Exception as exc:  # reported by /healthz and every request

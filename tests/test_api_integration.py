@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from qa.ingest.service import SUPPORTED_SUFFIXES, document_id_for
+from qa.ingest.parsers import SUPPORTED_EXTENSIONS as SUPPORTED_SUFFIXES
+from qa.ingest.service import document_id_for
 from qa.store import PassageStore
 
 from conftest import SEEDS_DIR, CitationChecker, QAServer, assert_error_response

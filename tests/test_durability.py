@@ -20,7 +20,8 @@ import pytest
 from qa.corpus import Corpus
 from qa.index.vectors import IndexCorruptError, IndexMismatchError, VectorIndex
 from qa.ingest.chunker import chunk_document
-from qa.ingest.service import SUPPORTED_SUFFIXES, content_hash, document_id_for
+from qa.ingest.parsers import SUPPORTED_EXTENSIONS as SUPPORTED_SUFFIXES
+from qa.ingest.service import content_hash, document_id_for
 from qa.models import Passage
 from qa.retrieval.types import SearchRequest
 from qa.settings import Settings

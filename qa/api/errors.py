@@ -14,6 +14,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from qa.documents.service import DocumentNotFoundError
+from qa.store.base import CollectionExistsError, CollectionNotFoundError, InvalidCollectionNameError
+
 log = logging.getLogger(__name__)
 
 
@@ -82,6 +85,26 @@ def install_error_handlers(app: FastAPI) -> None:
         if is_openai_path(request):
             return _openai_error(exc.status_code, "http_error", str(exc.detail))
         return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(CollectionNotFoundError)
+    async def _no_collection(request: Request, exc: CollectionNotFoundError) -> JSONResponse:
+        if is_openai_path(request):
+            return _openai_error(404, "collection_not_found", str(exc))
+        return JSONResponse(error_body("collection_not_found", str(exc), collections=exc.known), status_code=404)
+
+    @app.exception_handler(InvalidCollectionNameError)
+    async def _bad_collection(request: Request, exc: InvalidCollectionNameError) -> JSONResponse:
+        if is_openai_path(request):
+            return _openai_error(422, "invalid_collection_name", str(exc), "collection")
+        return JSONResponse(error_body("invalid_collection_name", str(exc)), status_code=422)
+
+    @app.exception_handler(CollectionExistsError)
+    async def _collection_exists(_: Request, exc: CollectionExistsError) -> JSONResponse:
+        return JSONResponse(error_body("collection_exists", str(exc)), status_code=409)
+
+    @app.exception_handler(DocumentNotFoundError)
+    async def _no_document(_: Request, exc: DocumentNotFoundError) -> JSONResponse:
+        return JSONResponse(error_body("not_found", str(exc)), status_code=404)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qa.models import Passage
 from qa.retrieval.types import Hit, SearchResult
+from qa.store.base import DEFAULT_COLLECTION, Collection
 
 
 class SearchBody(BaseModel):
@@ -18,6 +19,13 @@ class SearchBody(BaseModel):
     lang: Literal["zh", "en"] | None = Field(None, description="Only passages in this language.")
     document_ids: list[str] | None = Field(None, max_length=1000, description="Only passages of these documents.")
     explain: bool = Field(False, description="Return the component scores of each result.")
+    collection: str = Field(DEFAULT_COLLECTION, description="The knowledge base to search (GET /v1/collections).")
+    sources: list[str] | None = Field(None, max_length=1000, description="Only passages of documents with one of "
+                                      "these sources.")
+    published_from: str | None = Field(None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
+                                       description="Only documents published on or after this date (YYYY[-MM[-DD]]).")
+    published_to: str | None = Field(None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
+                                     description="Only documents published on or before this date (YYYY[-MM[-DD]]).")
 
     @field_validator("query")
     @classmethod
@@ -38,6 +46,7 @@ class PassageOut(BaseModel):
 
     passage_id: str
     document_id: str
+    collection: str
     title: str
     section: str | None
     paragraph: int
@@ -47,12 +56,14 @@ class PassageOut(BaseModel):
     end: int
     source: str | None
     published: str | None
+    page: int | None = Field(None, description="First page of the passage (paged formats only).")
+    page_end: int | None = Field(None, description="Last page, when the passage crosses a page break.")
 
     @classmethod
     def passage_fields(cls, p: Passage) -> dict:
-        return dict(passage_id=p.id, document_id=p.document_id, title=p.title, section=p.section,
-                    paragraph=p.paragraph, lang=p.lang, text=p.text, start=p.start, end=p.end,
-                    source=p.source, published=p.published)
+        return dict(passage_id=p.id, document_id=p.document_id, collection=p.collection, title=p.title,
+                    section=p.section, paragraph=p.paragraph, lang=p.lang, text=p.text, start=p.start, end=p.end,
+                    source=p.source, published=p.published, page=p.page, page_end=p.page_end)
 
     @classmethod
     def from_passage(cls, p: Passage) -> PassageOut:
@@ -124,6 +135,7 @@ class IngestBatchOut(BaseModel):
 
 class DocumentOut(BaseModel):
     id: str
+    collection: str
     title: str
     lang: str
     source: str | None
@@ -139,12 +151,39 @@ class DocumentListOut(BaseModel):
     total: int
 
 
+class CollectionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., description="1 to 64 characters: lower-case letters, digits, '-' or '_', starting with a "
+                      "letter or digit.", examples=["hr-handbook"])
+    description: str = Field("", max_length=2000)
+
+
+class CollectionOut(BaseModel):
+    name: str
+    description: str
+    created_at: str
+    documents: int
+    passages: int
+
+    @classmethod
+    def from_collection(cls, c: Collection) -> CollectionOut:
+        return cls(name=c.name, description=c.description, created_at=c.created_at, documents=c.documents,
+                   passages=c.passages)
+
+
+class CollectionListOut(BaseModel):
+    collections: list[CollectionOut]
+
+
 class HealthOut(BaseModel):
     ready: bool
     status: str
     model: str | None
     passages: int | None
     documents: int | None
+    collections: int | None = None
+    index_lag: int | None = Field(None, description="Store changes the indexes have not applied yet.")
     answerable_threshold: float | None = Field(
         None, description="Confidence at or above which a search result is marked answerable.")
     error: str | None = None

@@ -40,13 +40,26 @@ from qa.chat.answer import (
 from qa.chat.upstream import UpstreamError, UpstreamLLM, build_messages
 from qa.retrieval.search import SearchService
 from qa.retrieval.types import SearchRequest, SearchResult
+from qa.store.base import DEFAULT_COLLECTION
 from qa.text.lang import detect_lang
 
 log = logging.getLogger(__name__)
 
 MODEL = "qa"
 EXTRACTIVE_MODEL = "qa-extractive"
-MODELS = (MODEL, EXTRACTIVE_MODEL)
+MODELS = (MODEL, EXTRACTIVE_MODEL)  # over the default collection; "qa/<collection>" chooses another one
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """``"qa/hr-handbook"`` → ``("qa", "hr-handbook")``; a bare ``"qa"`` asks the default collection."""
+    base, _, collection = model.partition("/")
+    return base, collection or DEFAULT_COLLECTION
+
+
+def collection_models(collections: Sequence[str]) -> list[str]:
+    """The chat model names offered: ``qa`` and ``qa-extractive`` (default collection) and one ``qa/<name>``
+    per other collection."""
+    return [*MODELS, *(f"{MODEL}/{name}" for name in collections if name != DEFAULT_COLLECTION)]
 
 FOLLOW_UP_EN_WORDS = 4  # an English question of at most this many words is taken as a follow-up
 FOLLOW_UP_ZH_CHARS = 6  # a Chinese question of at most this many characters likewise
@@ -119,17 +132,25 @@ class ChatService:
     def models(self) -> tuple[str, ...]:
         return MODELS
 
+    def offered(self, collections: Sequence[str] | None = None) -> list[str]:
+        """The model names offered for ``collections`` (default: every collection)."""
+        if collections is None:
+            collections = [c.name for c in self.search.corpus.store.list_collections()]
+        return collection_models(collections)
+
     def check_model(self, model: str | None) -> str:
         model = model or MODEL
-        if model not in MODELS:
-            raise ChatInputError(f"The model {model!r} does not exist; this service offers {', '.join(MODELS)}",
-                                 "model", "model_not_found", status=404)
+        base, collection = split_model(model)
+        if base not in MODELS or self.search.corpus.store.get_collection(collection) is None:
+            raise ChatInputError(f"The model {model!r} does not exist; this service offers "
+                                 f"{', '.join(self.offered())}", "model", "model_not_found", status=404)
         return model
 
-    def retrieve(self, messages: Sequence[dict]) -> tuple[str, str, SearchResult]:
+    def retrieve(self, messages: Sequence[dict], collection: str = DEFAULT_COLLECTION) -> tuple[str, str, SearchResult]:
         question, query = resolve_question(messages)
         # An over-long message (a pasted text, a frontend's task prompt) is searched by its start.
-        result = self.search.search(SearchRequest(query=query[: self.max_query_chars], top_k=self.top_k))
+        result = self.search.search(SearchRequest(query=query[: self.max_query_chars], top_k=self.top_k,
+                                                  collection=collection))
         return question, query, result
 
     def answer(self, messages: Sequence[dict], model: str | None = None, with_sources: bool = True) -> ChatAnswer:
@@ -149,7 +170,8 @@ class ChatService:
     def events(self, messages: Sequence[dict], model: str | None, with_sources: bool, stream_upstream: bool
                ) -> Iterator[str | ChatAnswer]:
         model = self.check_model(model)
-        question, query, result = self.retrieve(messages)
+        base, collection = split_model(model)
+        question, query, result = self.retrieve(messages, collection)
         lang = lang_key(detect_lang(question))
         done = dict(answerable=result.answerable, confidence=result.confidence, lang=lang, question=question,
                     retrieval_query=query)
@@ -160,7 +182,7 @@ class ChatService:
             yield ChatAnswer(text=text, citations=[], mode="refusal", **done)
             return
 
-        if self.upstream is None or model == EXTRACTIVE_MODEL:
+        if self.upstream is None or base == EXTRACTIVE_MODEL:
             text, citations = extractive_answer(result, lang, with_sources)
             yield from _pieces(text)
             yield ChatAnswer(text=text, citations=citations, mode="extractive", **done)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from qa.corpus import Corpus
 from qa.ingest.chunker import chunk_document
 from qa.ingest.parsers import parse_document
 from qa.models import ParsedDocument, Passage, passage_id
-from qa.store import StoredPassage
+from qa.store import DEFAULT_COLLECTION, StoredPassage
 from qa.store.sqlite import new_document
 from qa.text.lang import detect_lang
 from qa.text.sentences import split_sentences
@@ -29,7 +28,6 @@ from qa.text.tokenize import passage_tokens
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
@@ -92,21 +90,24 @@ class IngestService:
         return parse_document(raw, filename, title=title, heading_max_chars=self.heading_max_chars)
 
     def ingest(self, doc: ParsedDocument, document_id: str | None = None,
-               on_progress: Callable[[int, int], None] | None = None) -> IngestResult:
+               on_progress: Callable[[int, int], None] | None = None,
+               collection: str = DEFAULT_COLLECTION) -> IngestResult:
         """Store one parsed document (see the module docstring for the duplicate policy)."""
-        return self.ingest_many([(doc, document_id)], on_progress)[0]
+        return self.ingest_many([(doc, document_id)], on_progress, collection)[0]
 
     def ingest_many(self, docs: Sequence[tuple[ParsedDocument, str | None]],
-                    on_progress: Callable[[int, int], None] | None = None) -> list[IngestResult]:
+                    on_progress: Callable[[int, int], None] | None = None,
+                    collection: str = DEFAULT_COLLECTION) -> list[IngestResult]:
         """Store parsed documents (``(document, id or None)``, in order): the passages of those not
         stored yet are embedded together (batched across documents by length; ``on_progress(done,
         total)`` follows it), then each document is written in its own transaction and the indexes
         are persisted once at the end."""
+        self.corpus.collection(collection)  # CollectionNotFoundError before any model work
         planned: list[IngestResult | _Planned] = []
         for doc, document_id in docs:
             digest = content_hash(doc.title, doc.text)
             document_id = document_id_for(document_id) if document_id else "doc-" + digest[:16]
-            skipped = self._already_stored(digest, document_id)
+            skipped = self._already_stored(collection, digest, document_id)
             planned.append(skipped if skipped is not None else _Planned(doc, document_id, digest, *self._plan(doc)))
         todo = [p for p in planned if isinstance(p, _Planned)]
         vectors, span_vectors = self._embed([d.text for p in todo for d in p.drafts],
@@ -119,7 +120,7 @@ class IngestService:
             cursor += n
         ready = iter(stored)
         with self.corpus.batch():  # holds the write lock: decide again, another request may have written meanwhile
-            return [self._write(p, next(ready)) if isinstance(p, _Planned) else p for p in planned]
+            return [self._write(collection, p, next(ready)) if isinstance(p, _Planned) else p for p in planned]
 
     def _plan(self, doc: ParsedDocument) -> tuple[list, list[list[tuple[int, int]]], list[list[tuple[int, int]]]]:
         """Passages of ``doc``, their sentences (document offsets) and the spans to embed (passage offsets).
@@ -156,6 +157,7 @@ class IngestService:
                     id=passage_id(document_id, d.paragraph, d.part), document_id=document_id, section=d.section,
                     paragraph=d.paragraph, part=d.part, lang=d.lang, start=d.start, end=d.end, text=d.text,
                     title=doc.title, source=doc.source, published=doc.published,
+                    page=d.page, page_end=d.page_end, ocr_confidence=d.ocr_confidence,
                 ),
                 tokens=passage_tokens(d.section, d.text, d.lang),
                 vector=vectors[i],
@@ -165,54 +167,25 @@ class IngestService:
             for i, (d, own) in enumerate(zip(p.drafts, p.sentences))
         ]
 
-    def _write(self, p: _Planned, stored: list[StoredPassage]) -> IngestResult:
+    def _write(self, collection: str, p: _Planned, stored: list[StoredPassage]) -> IngestResult:
         """Write one planned document (the caller holds the corpus batch)."""
-        skipped = self._already_stored(p.digest, p.document_id)
+        skipped = self._already_stored(collection, p.digest, p.document_id)
         if skipped is not None:
             return skipped
         doc = p.doc
         document = new_document(p.document_id, doc.title, detect_lang(doc.text), doc.source, doc.published,
-                                p.digest, doc.metadata)
-        replaced = self.corpus.store.document_hash(p.document_id) is not None
-        self.corpus.write_document(document, doc.text, stored)
+                                p.digest, doc.metadata, collection)
+        replaced = self.corpus.store.document_hash(collection, p.document_id) is not None
+        self.corpus.write_document(collection, document, doc.text, stored)
         return IngestResult(p.document_id, "replaced" if replaced else "added", len(stored))
 
-    def _already_stored(self, digest: str, document_id: str) -> IngestResult | None:
-        """``unchanged`` or ``duplicate`` when this content is stored already, else None."""
-        existing = self.corpus.store.document_by_hash(digest)
+    def _already_stored(self, collection: str, digest: str, document_id: str) -> IngestResult | None:
+        """``unchanged`` or ``duplicate`` when this content is stored already in the collection, else None."""
+        existing = self.corpus.store.document_by_hash(collection, digest)
         if existing == document_id:
-            found = self.corpus.store.get_document(document_id)
+            found = self.corpus.store.get_document(collection, document_id)
             if found is not None:
                 return IngestResult(document_id, "unchanged", found[0].passage_count)
         elif existing is not None:
             return IngestResult(document_id, "duplicate", 0, duplicate_of=existing)
         return None
-
-    def ingest_paths(self, paths: Iterable[Path], progress: Callable[[str, int, int], None] | None = None
-                     ) -> list[IngestResult]:
-        """Ingest files and folders (recursively, supported suffixes only), one transaction per file."""
-        files = sorted(_expand(paths))
-        results = []
-        with self.corpus.batch():
-            for n, path in enumerate(files):
-                if progress:
-                    progress(path.name, n, len(files))
-                doc = self.parse(path.read_bytes(), path.name)
-                results.append(self.ingest(doc, document_id_for(path.stem)))
-        if progress:
-            progress("", len(files), len(files))
-        return results
-
-    def delete(self, document_id: str) -> bool:
-        return self.corpus.delete_document(document_id)
-
-
-def _expand(paths: Iterable[Path]) -> Iterable[Path]:
-    for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            yield from (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
-        elif path.is_file():
-            yield path
-        else:
-            raise FileNotFoundError(f"{path} does not exist")

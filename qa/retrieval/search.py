@@ -18,10 +18,12 @@ import numpy as np
 
 from embeddings import Embedder
 from qa.corpus import Corpus
+from qa.index.base import IndexHit
 from qa.models import Passage
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
 from qa.retrieval.types import Hit, SearchRequest, SearchResult
+from qa.store.base import SearchFilter
 from qa.text.lang import detect_lang
 from qa.text.tokenize import passage_tokens, tokenize, cross_language_query
 
@@ -41,6 +43,7 @@ Scored = dict[int, dict[str, float]]
 @dataclass
 class Ranking:
     scored: Scored
+    langs: dict[int, str]
     ordered: list[tuple[int, dict[str, float]]]
     passages: dict[int, Passage]
     sentences: dict[int, tuple[list[tuple[int, int]], np.ndarray]]
@@ -62,17 +65,18 @@ class SearchService:
     def search(self, request: SearchRequest) -> SearchResult:
         query = request.query.strip()
         query_lang = detect_lang(query)
-        allowed = self.corpus.allowed_rowids(request.lang, request.document_ids)
-        if allowed is not None and not allowed:
+        flt = request.filter()
+        self.corpus.collection(flt.collection)  # CollectionNotFoundError before any model work
+        if flt.matches_nothing:
             return SearchResult(query, query_lang, False, 0.0, [])
         qvec = self.embedder.encode_queries([query])[0]
-        ranking = self.rank(qvec, query, query_lang, allowed)
+        ranking = self.rank(qvec, query, query_lang, flt)
         if not ranking.ordered:
             return SearchResult(query, query_lang, False, 0.0, [])
         confidence = self.calibration.confidence(ranking.features)
         top = ranking.ordered[: request.top_k]
         missing = [rowid for rowid, _ in top if rowid not in ranking.passages]
-        passages = {**ranking.passages, **(self.corpus.passages(missing) if missing else {})}
+        passages = {**ranking.passages, **(self.corpus.store.passages_by_rowid(missing) if missing else {})}
         hits = []
         for rowid, comp in top:
             p = passages.get(rowid)
@@ -86,35 +90,56 @@ class SearchService:
             ))
         return SearchResult(query, query_lang, confidence >= self.threshold, round(confidence, 4), hits)
 
-    def rank(self, qvec: np.ndarray, query: str, query_lang: str, allowed: set[int] | None) -> Ranking:
+    def rank(self, qvec: np.ndarray, query: str, query_lang: str, flt: SearchFilter) -> Ranking:
         """Both stages for one question: every candidate's component scores, best first, and the features."""
         tokens = tokenize(query)
-        scored = self.score_candidates(qvec, query, tokens, query_lang, allowed)
+        scored, langs = self.score_candidates(qvec, query, tokens, query_lang, flt)
         passages, sentences = self._second_stage(qvec, scored)
         ordered = sorted(scored.items(), key=lambda kv: (-kv[1].get("stage", 1.0), -kv[1]["score"]))
-        features = self._features(ordered, tokens, query_lang, passages)
-        return Ranking(scored, ordered, passages, sentences, features)
+        features = self._features(ordered, tokens, query_lang, passages, flt.collection)
+        return Ranking(scored, langs, ordered, passages, sentences, features)
+
+    def _sparse(self, tokens: list[str], lang: str, flt: SearchFilter) -> list[IndexHit]:
+        if not tokens or flt.lang not in (None, lang):
+            return []
+        return self.corpus.lexical.search(tokens, lang, self.candidates, flt)
+
+    def _strength(self, tokens: list[str], lang: str, collection: str, known_only: bool = False) -> float:
+        """What a passage holding each of ``tokens`` once would score (the sum of their IDFs, words the
+        corpus never uses at the maximum): BM25 scores divided by it are comparable across questions.
+        ``known_only``: count only the tokens some passage of ``lang`` uses."""
+        if not tokens:
+            return 0.0
+        stats = self.corpus.lexical.term_stats(collection, lang, tokens)
+        if stats.documents == 0:
+            return 0.0
+        idf = stats.idf()
+        if known_only:
+            idf = idf[np.asarray(stats.df) > 0]
+        return float(idf.sum())
 
     def score_candidates(self, qvec: np.ndarray, query: str, tokens: list[str], query_lang: str,
-                         allowed: set[int] | None) -> Scored:
-        """First stage: dense, lexical (same language) and cross-language (numbers, Latin words, pinyin) legs, fused."""
-        scores, ids = self.corpus.vectors.search(qvec[None, :], self.candidates, allowed)
-        fused: Scored = {int(i): {"dense": float(s), "lexical": 0.0} for s, i in zip(scores[0], ids[0])}
-        lexical = self.corpus.lexical
+                         flt: SearchFilter) -> tuple[Scored, dict[int, str]]:
+        """First stage: dense, lexical (same language) and cross-language (numbers, Latin words, pinyin) legs,
+        fused. Returns the scored candidates and each one's language."""
+        dense = self.corpus.dense.search(qvec, self.candidates, flt)
+        fused: Scored = {h.rowid: {"dense": float(h.score), "lexical": 0.0} for h in dense}
+        langs = {h.rowid: h.lang for h in dense}
         other_lang = "en" if query_lang == "zh" else "zh"
         cross_tokens = cross_language_query(query, query_lang)
-        self._add_sparse_leg(fused, "lexical", lexical.search(tokens, query_lang, self.candidates, allowed),
-                             lexical.strength(tokens, query_lang), qvec)
-        self._add_sparse_leg(fused, "cross", lexical.search(cross_tokens, other_lang, self.candidates, allowed),
-                             lexical.strength(cross_tokens, other_lang, known_only=True), qvec)
+        self._add_sparse_leg(fused, langs, "lexical", self._sparse(tokens, query_lang, flt),
+                             self._strength(tokens, query_lang, flt.collection), qvec, flt.collection)
+        self._add_sparse_leg(fused, langs, "cross", self._sparse(cross_tokens, other_lang, flt),
+                             self._strength(cross_tokens, other_lang, flt.collection, known_only=True), qvec,
+                             flt.collection)
         for comp in fused.values():
             comp["sentence"] = comp["dense"]
             comp["score"] = self._combine(comp)
         if self.weights.balance_languages:
-            self._balance_languages(fused, self.corpus.rowids_of_lang(query_lang))
-        return fused
+            self._balance_languages(fused, {r for r, lang in langs.items() if lang == query_lang})
+        return fused, langs
 
-    def _balance_languages(self, fused: Scored, same_lang: frozenset[int]) -> None:
+    def _balance_languages(self, fused: Scored, same_lang: set[int]) -> None:
         """BM25 only ever scores passages in the question's language, the cross leg only passages in the
         other one, so each lends one language a bonus the other cannot earn. In a corpus mixing both,
         that lifts every same-topic paragraph of the favoured language above the answer in the other.
@@ -131,8 +156,8 @@ class SearchService:
             comp["language_offset"] = offsets[rowid in same_lang]
             comp["score"] = self._combine(comp)
 
-    def _add_sparse_leg(self, fused: Scored, name: str, hits: list[tuple[int, float]], strength: float,
-                        qvec: np.ndarray) -> None:
+    def _add_sparse_leg(self, fused: Scored, langs: dict[int, str], name: str, hits: list[IndexHit],
+                        strength: float, qvec: np.ndarray, collection: str) -> None:
         """Merge BM25 hits as component ``name``, scaled by what a passage holding every question word
         would score (so a weak best match stays weak: in a mixed-language corpus the question's own
         language gets no bonus for merely sharing a few words); new candidates get their dense score
@@ -141,13 +166,14 @@ class SearchService:
         ("district", "secretary"), and counting them would drown the one name that does ("Xuhui")."""
         if not hits or strength <= 0:
             return
-        missing = [rowid for rowid, _ in hits if rowid not in fused]
+        missing = [h.rowid for h in hits if h.rowid not in fused]
         if missing:
-            for rowid, vec in zip(missing, self.corpus.vectors.reconstruct(missing)):
+            for rowid, vec in zip(missing, self.corpus.dense.vectors(collection, missing)):
                 fused[rowid] = {"dense": float(vec @ qvec), "lexical": 0.0}
-        for rowid, bm25 in hits:
-            fused[rowid][name] = min(1.0, bm25 / strength)
-            fused[rowid][f"{name}_bm25"] = bm25
+        for h in hits:
+            langs[h.rowid] = h.lang
+            fused[h.rowid][name] = min(1.0, h.score / strength)
+            fused[h.rowid][f"{name}_bm25"] = h.score
 
     def _semantic(self, comp: dict[str, float]) -> float:
         return (1 - self.weights.sentence) * comp["dense"] + self.weights.sentence * comp["sentence"]
@@ -162,7 +188,7 @@ class SearchService:
         w = self.weights
         top = sorted(scored, key=lambda r: -scored[r]["score"])[: w.rerank_depth]
         stored = self.corpus.store.sentences_of(top)
-        passages = self.corpus.passages(top)
+        passages = self.corpus.store.passages_by_rowid(top)
         out = {}
         for rowid in top:
             comp = scored[rowid]
@@ -176,7 +202,7 @@ class SearchService:
         return passages, out
 
     def _features(self, ordered: list[tuple[int, dict[str, float]]], query_tokens: list[str], query_lang: str,
-                  passages: dict[int, Passage]) -> dict[str, float]:
+                  passages: dict[int, Passage], collection: str) -> dict[str, float]:
         """Question-level signals for the confidence model (see qa.retrieval.confidence.FEATURES)."""
         if not ordered:
             return {}
@@ -187,7 +213,7 @@ class SearchService:
         coverage = 0.0
         if same_lang and query_tokens:
             words = set(passage_tokens(top.section, top.text, top.lang))
-            coverage = self.corpus.lexical.coverage(query_tokens, words, query_lang)
+            coverage = self._coverage(query_tokens, words, query_lang, collection)
         by_sentence = sorted((c.get("sentence", c["dense"]) for _, c in ordered), reverse=True)
         return {
             # How far the best match stands out from the next ones: a question one paragraph answers
@@ -199,3 +225,19 @@ class SearchService:
             "coverage": coverage,
             "same_lang": 1.0 if same_lang else 0.0,
         }
+
+    def _coverage(self, query_tokens: list[str], passage_tokens: set[str], lang: str, collection: str) -> float:
+        """IDF-weighted share of the question's words that the passage contains.
+
+        Words the corpus never uses (a place or a name it does not mention) weigh the most, so a
+        question about something absent scores low even when its topic words all match.
+        """
+        unique = sorted(set(query_tokens))
+        if not unique:
+            return 0.0
+        stats = self.corpus.lexical.term_stats(collection, lang, unique)
+        if stats.documents == 0:
+            return 0.0
+        idf = stats.idf()
+        found = np.array([t in passage_tokens for t in unique])
+        return float(idf[found].sum() / idf.sum()) if idf.sum() > 0 else 0.0

@@ -255,7 +255,13 @@ class PassageStore(ABC):
 
     @abstractmethod
     def prune_changes(self, upto: int) -> None:
-        """Forget changes up to ``upto`` (every index has applied and persisted them)."""
+        """Forget changes up to ``upto`` (every index has applied and persisted them); remembered as
+        :attr:`pruned_upto`."""
+
+    @property
+    @abstractmethod
+    def pruned_upto(self) -> int:
+        """Changes up to this sequence number are forgotten: an index behind it is rebuilt, not replayed."""
 
     # --- meta ------------------------------------------------------------------------------------
     @abstractmethod

@@ -1,9 +1,12 @@
-"""SQLite passage store: the source of truth from which every index can be restored.
+"""SQLite passage store: the embedded source of truth from which every index can be restored.
 
 One transaction per document write, so a process killed mid-ingest leaves the last committed state.
-Each passage row's integer ``rowid`` is its key in the vector and lexical indexes (AUTOINCREMENT:
-ids are never reused). A ``generation`` counter, bumped in every write transaction, lets the indexes
-tell whether they are up to date with the store.
+Each passage row's integer ``rowid`` is its key in the derived indexes (AUTOINCREMENT: never
+reused). Every write appends its passage-level changes to ``changes`` in the same transaction; the
+indexes replay them after a crash (see :mod:`qa.store.base`).
+
+Vectors are kept as float16 (half the bytes; inner products move by less than 1e-3) and the file is
+created with incremental auto-vacuum, so deleted documents give their pages back.
 """
 
 from __future__ import annotations
@@ -13,18 +16,38 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from qa.models import Document, Passage
+from qa.store.base import (
+    Change,
+    Collection,
+    CollectionExistsError,
+    CollectionNotFoundError,
+    IndexEntry,
+    PassageStore,
+    StoredPassage,
+    StoreError,
+    WriteResult,
+    check_collection_name,
+)
 
+SCHEMA_VERSION = "2"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS collections (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    documents INTEGER NOT NULL DEFAULT 0,
+    passages INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS documents (
-    id TEXT PRIMARY KEY,
+    collection TEXT NOT NULL REFERENCES collections(name),
+    id TEXT NOT NULL,
     title TEXT NOT NULL,
     lang TEXT NOT NULL,
     source TEXT,
@@ -32,67 +55,89 @@ CREATE TABLE IF NOT EXISTS documents (
     content_hash TEXT NOT NULL,
     text TEXT NOT NULL,
     metadata TEXT NOT NULL DEFAULT '{}',
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    passage_count INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (collection, id)
 );
 CREATE TABLE IF NOT EXISTS passages (
     rowid INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    document_id TEXT NOT NULL,
     section TEXT,
     paragraph INTEGER NOT NULL,
     part INTEGER NOT NULL,
     lang TEXT NOT NULL,
     start INTEGER NOT NULL,
     "end" INTEGER NOT NULL,
+    page INTEGER,
+    page_end INTEGER,
+    ocr_confidence REAL,
     text TEXT NOT NULL,
     tokens TEXT NOT NULL,
     vector BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sentences (
-    passage_rowid INTEGER NOT NULL REFERENCES passages(rowid) ON DELETE CASCADE,
+    passage_rowid INTEGER NOT NULL,
     start INTEGER NOT NULL,
     "end" INTEGER NOT NULL,
     vector BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS passages_document ON passages(document_id);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    rowid INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS passages_id ON passages(collection, id);
+CREATE INDEX IF NOT EXISTS passages_document ON passages(collection, document_id);
 CREATE INDEX IF NOT EXISTS sentences_passage ON sentences(passage_rowid);
-CREATE UNIQUE INDEX IF NOT EXISTS documents_hash ON documents(content_hash);
+CREATE UNIQUE INDEX IF NOT EXISTS documents_hash ON documents(collection, content_hash);
 """
 
 _PASSAGE_COLUMNS = (
     'p.rowid, p.id, p.document_id, p.section, p.paragraph, p.part, p.lang, p.start, p."end", p.text, '
-    "d.title, d.source, d.published"
+    "d.title, d.source, d.published, p.collection, p.page, p.page_end, p.ocr_confidence"
 )
-
-
-@dataclass(frozen=True)
-class StoredPassage:
-    """A passage ready to be written: the record, its lexical tokens and its vector."""
-
-    passage: Passage
-    tokens: list[str]
-    vector: np.ndarray
-    sentences: tuple[tuple[int, int], ...] = ()  # (start, end) document offsets of the passage's sentences
-    sentence_vectors: np.ndarray | None = None  # one row per sentence, same model as ``vector``
-
-
-class StoreError(RuntimeError):
-    """The store file cannot be used as it is."""
+_PASSAGE_JOIN = "passages p JOIN documents d ON d.collection = p.collection AND d.id = p.document_id"
+_DOC_COLUMNS = ("id, title, lang, source, published, content_hash, metadata, created_at, passage_count, collection")
+_VECTOR_DTYPE = np.float16
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _pack(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=_VECTOR_DTYPE).tobytes()
+
+
+def _unpack(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=_VECTOR_DTYPE).astype(np.float32)
+
+
 def _row_to_passage(row: sqlite3.Row) -> tuple[int, Passage]:
     return row[0], Passage(
         id=row[1], document_id=row[2], section=row[3], paragraph=row[4], part=row[5], lang=row[6],
         start=row[7], end=row[8], text=row[9], title=row[10], source=row[11], published=row[12],
+        collection=row[13], page=row[14], page_end=row[15], ocr_confidence=row[16],
     )
 
 
-class PassageStore:
-    """Documents and passages in ``<data_dir>/store.sqlite`` (WAL, one writer, many readers)."""
+def _row_to_document(row: sqlite3.Row) -> Document:
+    return Document(
+        id=row[0], title=row[1], lang=row[2], source=row[3], published=row[4], content_hash=row[5],
+        metadata=json.loads(row[6]), created_at=row[7], passage_count=row[8], collection=row[9],
+    )
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class SqlitePassageStore(PassageStore):
+    """Documents and passages in ``<data_dir>/store.sqlite`` (WAL, ``synchronous=FULL``, one writer,
+    many readers; each thread its own connection)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -100,14 +145,30 @@ class PassageStore:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         try:
-            self._conn().executescript(SCHEMA)
-            with self._connect() as conn:
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1')")
+            conn = self._conn()
+            version = self._schema_version(conn)
+            if version not in (None, SCHEMA_VERSION):
+                raise StoreError(
+                    f"{self.path} holds a qa store of schema {version}, this qa needs schema {SCHEMA_VERSION}. "
+                    f"Move the data folder away and ingest the documents again (`qa ingest`), or run the qa "
+                    f"version that wrote it."
+                )
+            if version is None:
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect before the first table
+            conn.executescript(SCHEMA)
+            with self._transaction() as tx:
+                tx.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"{self.path} is not a readable qa store ({exc}). Move it away and re-ingest your documents."
             ) from exc
+
+    @staticmethod
+    def _schema_version(conn: sqlite3.Connection) -> str | None:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone() is None:
+            return None
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        return row[0] if row else None
 
     # --- connections -------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -116,12 +177,11 @@ class PassageStore:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
         return conn
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
         with self._write_lock:
             conn.execute("BEGIN IMMEDIATE")
@@ -138,158 +198,257 @@ class PassageStore:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._connect() as conn:
+        with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     @property
-    def generation(self) -> int:
-        return int(self.get_meta("generation") or 0)
+    def seq(self) -> int:
+        row = self._conn().execute("SELECT seq FROM sqlite_sequence WHERE name='changes'").fetchone()
+        return int(row[0]) if row else 0
 
-    @staticmethod
-    def _bump(conn: sqlite3.Connection) -> None:
-        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+    # --- collections ---------------------------------------------------------------------------
+    def _collection(self, conn: sqlite3.Connection, name: str) -> Collection | None:
+        row = conn.execute("SELECT name, description, created_at, documents, passages FROM collections WHERE name=?",
+                           (name,)).fetchone()
+        return Collection(*row) if row else None
+
+    def create_collection(self, name: str, description: str = "") -> Collection:
+        check_collection_name(name)
+        with self._transaction() as conn:
+            if self._collection(conn, name) is not None:
+                raise CollectionExistsError(name)
+            conn.execute("INSERT INTO collections (name, description, created_at) VALUES (?,?,?)",
+                         (name, description, _now()))
+        return self.get_collection(name)
+
+    def ensure_collection(self, name: str, description: str = "") -> Collection:
+        check_collection_name(name)
+        with self._transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO collections (name, description, created_at) VALUES (?,?,?)",
+                         (name, description, _now()))
+        return self.get_collection(name)
+
+    def get_collection(self, name: str) -> Collection | None:
+        return self._collection(self._conn(), name)
+
+    def list_collections(self) -> list[Collection]:
+        rows = self._conn().execute(
+            "SELECT name, description, created_at, documents, passages FROM collections ORDER BY name")
+        return [Collection(*r) for r in rows]
+
+    def delete_collection(self, name: str) -> WriteResult | None:
+        with self._transaction() as conn:
+            if self._collection(conn, name) is None:
+                return None
+            conn.execute("DELETE FROM sentences WHERE passage_rowid IN (SELECT rowid FROM passages WHERE collection=?)",
+                         (name,))
+            conn.execute("DELETE FROM passages WHERE collection=?", (name,))
+            conn.execute("DELETE FROM documents WHERE collection=?", (name,))
+            conn.execute("DELETE FROM collections WHERE name=?", (name,))
+            conn.execute("INSERT INTO changes (op, collection) VALUES ('drop', ?)", (name,))
+            seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        self._reclaim()
+        return WriteResult([], [], seq)
 
     # --- writes --------------------------------------------------------------------------------
-    def replace_document(
-        self, document: Document, text: str, passages: Sequence[StoredPassage]
-    ) -> tuple[list[int], list[int]]:
-        """Write a document and its passages, replacing any earlier version, in one transaction.
+    def _remove_document(self, conn: sqlite3.Connection, collection: str, document_id: str) -> list[int] | None:
+        """Delete one document's rows and log its passages' removal; None when it is not there."""
+        row = conn.execute("SELECT passage_count FROM documents WHERE collection=? AND id=?",
+                           (collection, document_id)).fetchone()
+        if row is None:
+            return None
+        removed = [r[0] for r in conn.execute("SELECT rowid FROM passages WHERE collection=? AND document_id=?",
+                                              (collection, document_id))]
+        if removed:
+            marks = _marks(len(removed))
+            conn.execute(f"DELETE FROM sentences WHERE passage_rowid IN ({marks})", removed)
+            conn.execute(f"DELETE FROM passages WHERE rowid IN ({marks})", removed)
+            conn.executemany("INSERT INTO changes (op, collection, rowid) VALUES ('remove', ?, ?)",
+                             [(collection, r) for r in removed])
+        conn.execute("DELETE FROM documents WHERE collection=? AND id=?", (collection, document_id))
+        conn.execute("UPDATE collections SET documents = documents - 1, passages = passages - ? WHERE name=?",
+                     (len(removed), collection))
+        return removed
 
-        Returns (rowids removed, rowids added) so the indexes can follow.
-        """
-        with self._connect() as conn:
-            removed = [r[0] for r in conn.execute("SELECT rowid FROM passages WHERE document_id=?", (document.id,))]
-            conn.execute("DELETE FROM sentences WHERE passage_rowid IN (SELECT rowid FROM passages WHERE document_id=?)",
-                         (document.id,))
-            conn.execute("DELETE FROM passages WHERE document_id=?", (document.id,))
-            conn.execute("DELETE FROM documents WHERE id=?", (document.id,))
+    def replace_document(self, collection: str, document: Document, text: str,
+                         passages: Sequence[StoredPassage]) -> WriteResult:
+        with self._transaction() as conn:
+            if self._collection(conn, collection) is None:
+                raise CollectionNotFoundError(collection, [c.name for c in self.list_collections()])
+            removed = self._remove_document(conn, collection, document.id) or []
             conn.execute(
-                "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO documents ({_DOC_COLUMNS}, text) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (document.id, document.title, document.lang, document.source, document.published,
-                 document.content_hash, text, json.dumps(document.metadata, ensure_ascii=False), document.created_at),
+                 document.content_hash, json.dumps(document.metadata, ensure_ascii=False), document.created_at,
+                 len(passages), collection, text),
             )
             added = []
             for sp in passages:
                 p = sp.passage
                 cur = conn.execute(
-                    'INSERT INTO passages (id, document_id, section, paragraph, part, lang, start, "end", text, tokens, vector)'
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (p.id, document.id, p.section, p.paragraph, p.part, p.lang, p.start, p.end, p.text,
-                     " ".join(sp.tokens), np.asarray(sp.vector, dtype=np.float32).tobytes()),
+                    'INSERT INTO passages (collection, id, document_id, section, paragraph, part, lang, start, "end",'
+                    " page, page_end, ocr_confidence, text, tokens, vector) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (collection, p.id, document.id, p.section, p.paragraph, p.part, p.lang, p.start, p.end,
+                     p.page, p.page_end, p.ocr_confidence, p.text, " ".join(sp.tokens), _pack(sp.vector)),
                 )
-                added.append(cur.lastrowid)
+                rowid = cur.lastrowid
+                added.append(rowid)
                 if sp.sentence_vectors is not None and len(sp.sentences):
                     conn.executemany(
                         'INSERT INTO sentences (passage_rowid, start, "end", vector) VALUES (?,?,?,?)',
-                        [(cur.lastrowid, s, e, np.asarray(v, dtype=np.float32).tobytes())
-                         for (s, e), v in zip(sp.sentences, sp.sentence_vectors)],
+                        [(rowid, s, e, _pack(v)) for (s, e), v in zip(sp.sentences, sp.sentence_vectors)],
                     )
-            self._bump(conn)
-        return removed, added
+            conn.executemany("INSERT INTO changes (op, collection, rowid) VALUES ('add', ?, ?)",
+                             [(collection, r) for r in added])
+            conn.execute("UPDATE collections SET documents = documents + 1, passages = passages + ? WHERE name=?",
+                         (len(added), collection))
+            seq = self._last_seq(conn)
+        return WriteResult(removed, added, seq)
 
-    def delete_document(self, document_id: str) -> list[int] | None:
-        """Delete a document and its passages; returns the removed rowids, or None if it was unknown."""
-        with self._connect() as conn:
-            if conn.execute("SELECT 1 FROM documents WHERE id=?", (document_id,)).fetchone() is None:
+    @staticmethod
+    def _last_seq(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='changes'").fetchone()
+        return int(row[0]) if row else 0
+
+    def delete_document(self, collection: str, document_id: str) -> WriteResult | None:
+        with self._transaction() as conn:
+            removed = self._remove_document(conn, collection, document_id)
+            if removed is None:
                 return None
-            removed = [r[0] for r in conn.execute("SELECT rowid FROM passages WHERE document_id=?", (document_id,))]
-            conn.execute("DELETE FROM sentences WHERE passage_rowid IN (SELECT rowid FROM passages WHERE document_id=?)",
-                         (document_id,))
-            conn.execute("DELETE FROM passages WHERE document_id=?", (document_id,))
-            conn.execute("DELETE FROM documents WHERE id=?", (document_id,))
-            self._bump(conn)
-        return removed
+            seq = self._last_seq(conn)
+        self._reclaim()
+        return WriteResult(removed, [], seq)
 
-    # --- reads ---------------------------------------------------------------------------------
-    def document_by_hash(self, content_hash: str) -> str | None:
-        row = self._conn().execute("SELECT id FROM documents WHERE content_hash=?", (content_hash,)).fetchone()
+    def _reclaim(self) -> None:
+        """Give the pages freed by deletes back to the file system (a few at a time: bounded cost)."""
+        try:
+            self._conn().execute("PRAGMA incremental_vacuum(2000)").fetchall()
+        except sqlite3.OperationalError:  # busy: the next delete does it
+            pass
+
+    # --- documents -----------------------------------------------------------------------------
+    def document_by_hash(self, collection: str, content_hash: str) -> str | None:
+        row = self._conn().execute("SELECT id FROM documents WHERE collection=? AND content_hash=?",
+                                   (collection, content_hash)).fetchone()
         return row[0] if row else None
 
-    def document_hash(self, document_id: str) -> str | None:
-        row = self._conn().execute("SELECT content_hash FROM documents WHERE id=?", (document_id,)).fetchone()
+    def document_hash(self, collection: str, document_id: str) -> str | None:
+        row = self._conn().execute("SELECT content_hash FROM documents WHERE collection=? AND id=?",
+                                   (collection, document_id)).fetchone()
         return row[0] if row else None
 
-    def _document(self, row: sqlite3.Row) -> Document:
-        return Document(
-            id=row[0], title=row[1], lang=row[2], source=row[3], published=row[4], content_hash=row[5],
-            metadata=json.loads(row[6]), created_at=row[7], passage_count=row[8],
-        )
+    def list_documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[Document]:
+        rows = self._conn().execute(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE collection=? ORDER BY id LIMIT ? OFFSET ?",
+            (collection, limit, offset))
+        return [_row_to_document(r) for r in rows]
 
-    _DOC_SELECT = (
-        "SELECT d.id, d.title, d.lang, d.source, d.published, d.content_hash, d.metadata, d.created_at,"
-        " (SELECT COUNT(*) FROM passages p WHERE p.document_id = d.id) FROM documents d"
-    )
+    def get_document(self, collection: str, document_id: str) -> tuple[Document, str] | None:
+        row = self._conn().execute(f"SELECT {_DOC_COLUMNS}, text FROM documents WHERE collection=? AND id=?",
+                                   (collection, document_id)).fetchone()
+        return (_row_to_document(row), row[10]) if row else None
 
-    def list_documents(self, limit: int = 100, offset: int = 0) -> list[Document]:
-        rows = self._conn().execute(self._DOC_SELECT + " ORDER BY d.id LIMIT ? OFFSET ?", (limit, offset))
-        return [self._document(r) for r in rows]
+    def count_documents(self, collection: str | None = None) -> int:
+        if collection is None:
+            return self._conn().execute("SELECT COALESCE(SUM(documents), 0) FROM collections").fetchone()[0]
+        row = self._conn().execute("SELECT documents FROM collections WHERE name=?", (collection,)).fetchone()
+        return row[0] if row else 0
 
-    def get_document(self, document_id: str) -> tuple[Document, str] | None:
-        row = self._conn().execute(self._DOC_SELECT + " WHERE d.id=?", (document_id,)).fetchone()
-        if row is None:
-            return None
-        text = self._conn().execute("SELECT text FROM documents WHERE id=?", (document_id,)).fetchone()[0]
-        return self._document(row), text
+    def count_passages(self, collection: str | None = None) -> int:
+        if collection is None:
+            return self._conn().execute("SELECT COALESCE(SUM(passages), 0) FROM collections").fetchone()[0]
+        row = self._conn().execute("SELECT passages FROM collections WHERE name=?", (collection,)).fetchone()
+        return row[0] if row else 0
 
-    def count_documents(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM documents").fetchone()[0]
-
-    def count_passages(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM passages").fetchone()[0]
-
+    # --- passages ------------------------------------------------------------------------------
     def passages_by_rowid(self, rowids: Sequence[int]) -> dict[int, Passage]:
         if not rowids:
             return {}
-        marks = ",".join("?" * len(rowids))
         rows = self._conn().execute(
-            f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.document_id"
-            f" WHERE p.rowid IN ({marks})", list(rowids),
-        )
+            f"SELECT {_PASSAGE_COLUMNS} FROM {_PASSAGE_JOIN} WHERE p.rowid IN ({_marks(len(rowids))})", list(rowids))
         return dict(_row_to_passage(r) for r in rows)
 
-    def passage(self, passage_id: str) -> Passage | None:
+    def passage(self, collection: str, passage_id: str) -> Passage | None:
         row = self._conn().execute(
-            f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.document_id WHERE p.id=?",
-            (passage_id,),
-        ).fetchone()
+            f"SELECT {_PASSAGE_COLUMNS} FROM {_PASSAGE_JOIN} WHERE p.collection=? AND p.id=?",
+            (collection, passage_id)).fetchone()
         return _row_to_passage(row)[1] if row else None
 
-    def rowids_of_documents(self, document_ids: Sequence[str]) -> set[int]:
-        marks = ",".join("?" * len(document_ids))
-        rows = self._conn().execute(f"SELECT rowid FROM passages WHERE document_id IN ({marks})", list(document_ids))
-        return {r[0] for r in rows}
-
-    def rowids_of_lang(self, lang: str) -> set[int]:
-        return {r[0] for r in self._conn().execute("SELECT rowid FROM passages WHERE lang=?", (lang,))}
+    def passages_of_document(self, collection: str, document_id: str) -> list[Passage]:
+        rows = self._conn().execute(
+            f"SELECT {_PASSAGE_COLUMNS} FROM {_PASSAGE_JOIN} WHERE p.collection=? AND p.document_id=?"
+            " ORDER BY p.start, p.rowid", (collection, document_id))
+        return [_row_to_passage(r)[1] for r in rows]
 
     def sentences_of(self, rowids: Sequence[int]) -> dict[int, tuple[list[tuple[int, int]], np.ndarray]]:
-        """Sentence spans and vectors of the given passages (absent for passages stored without them)."""
         if not rowids:
             return {}
-        marks = ",".join("?" * len(rowids))
         rows = self._conn().execute(
-            f'SELECT passage_rowid, start, "end", vector FROM sentences WHERE passage_rowid IN ({marks})'
-            ' ORDER BY passage_rowid, start', list(rowids),
+            f'SELECT passage_rowid, start, "end", vector FROM sentences WHERE passage_rowid IN ({_marks(len(rowids))})'
+            " ORDER BY passage_rowid, start", list(rowids),
         ).fetchall()
-        grouped: dict[int, tuple[list[tuple[int, int]], list[np.ndarray]]] = {}
+        grouped: dict[int, tuple[list[tuple[int, int]], list[bytes]]] = {}
         for rowid, start, end, blob in rows:
-            spans, vecs = grouped.setdefault(rowid, ([], []))
+            spans, blobs = grouped.setdefault(rowid, ([], []))
             spans.append((start, end))
-            vecs.append(np.frombuffer(blob, dtype=np.float32))
-        return {rowid: (spans, np.stack(vecs)) for rowid, (spans, vecs) in grouped.items()}
+            blobs.append(blob)
+        return {rowid: (spans, np.frombuffer(b"".join(blobs), dtype=_VECTOR_DTYPE).reshape(len(spans), -1)
+                        .astype(np.float32)) for rowid, (spans, blobs) in grouped.items()}
 
-    def iter_vectors(self, batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (rowids, vectors) in batches, for rebuilding the vector index without re-embedding."""
-        cur = self._conn().execute("SELECT rowid, vector FROM passages ORDER BY rowid")
+    def vectors_of(self, rowids: Sequence[int]) -> np.ndarray:
+        dimension = int(self.get_meta("dimension") or 0)
+        out = np.zeros((len(rowids), dimension), dtype=np.float32)
+        if not rowids:
+            return out
+        rows = self._conn().execute(f"SELECT rowid, vector FROM passages WHERE rowid IN ({_marks(len(rowids))})",
+                                    list(rowids))
+        found = {r: _unpack(blob) for r, blob in rows}
+        for i, rowid in enumerate(rowids):
+            if rowid in found:
+                out[i] = found[rowid]
+        return out
+
+    # --- what the derived indexes follow -------------------------------------------------------
+    _ENTRY_SELECT = ("SELECT p.rowid, p.collection, p.document_id, p.lang, d.source, d.published, p.tokens, p.vector "
+                     f"FROM {_PASSAGE_JOIN}")
+
+    @staticmethod
+    def _entry(row: sqlite3.Row) -> IndexEntry:
+        return IndexEntry(rowid=row[0], collection=row[1], document_id=row[2], lang=row[3], source=row[4],
+                          published=row[5], tokens=tuple(row[6].split(" ")) if row[6] else (),
+                          vector=_unpack(row[7]))
+
+    def entries(self, rowids: Sequence[int]) -> list[IndexEntry]:
+        out: list[IndexEntry] = []
+        rowids = list(rowids)
+        for i in range(0, len(rowids), 900):
+            part = rowids[i:i + 900]
+            rows = self._conn().execute(
+                f"{self._ENTRY_SELECT} WHERE p.rowid IN ({_marks(len(part))}) ORDER BY p.rowid", part)
+            out.extend(self._entry(r) for r in rows)
+        return out
+
+    def iter_entries(self, collection: str | None = None, batch: int = 4096) -> Iterator[list[IndexEntry]]:
+        where, args = ("WHERE p.collection=?", [collection]) if collection is not None else ("", [])
+        cur = self._conn().execute(f"{self._ENTRY_SELECT} {where} ORDER BY p.rowid", args)
         while rows := cur.fetchmany(batch):
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-            yield ids, vecs
+            yield [self._entry(r) for r in rows]
 
-    def iter_tokens(self) -> Iterator[tuple[int, str, list[str]]]:
-        """All (rowid, lang, tokens), for rebuilding the lexical index without re-tokenising."""
-        for rowid, lang, tokens in self._conn().execute("SELECT rowid, lang, tokens FROM passages ORDER BY rowid"):
-            yield rowid, lang, tokens.split(" ") if tokens else []
+    def changes_since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        rows = self._conn().execute("SELECT seq, op, collection, rowid FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (seq, limit))
+        return [Change(*r) for r in rows]
+
+    def prune_changes(self, upto: int) -> None:
+        if upto <= self.pruned_upto:
+            return
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_upto', ?)", (str(upto),))
+
+    @property
+    def pruned_upto(self) -> int:
+        return int(self.get_meta("pruned_upto") or 0)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -299,6 +458,7 @@ class PassageStore:
 
 
 def new_document(document_id: str, title: str, lang: str, source: str | None, published: str | None,
-                 content_hash: str, metadata: dict[str, str]) -> Document:
+                 content_hash: str, metadata: dict[str, str], collection: str = "default") -> Document:
     return Document(id=document_id, title=title, lang=lang, source=source, published=published,
-                    content_hash=content_hash, passage_count=0, created_at=_now(), metadata=metadata)
+                    content_hash=content_hash, passage_count=0, created_at=_now(), metadata=metadata,
+                    collection=collection)

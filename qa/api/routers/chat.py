@@ -24,9 +24,10 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from qa.api.deps import get_services
+from qa.api.deps import get_holder, get_services
 from qa.api.errors import ApiError
 from qa.chat.service import MODELS, ChatAnswer, ChatInputError, ChatService, resolve_question
+from qa.wiring import ServiceHolder
 from qa.wiring import Services
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ class ChatCompletionBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str | None = Field(None, description='"qa" (generated when a language model is configured, else '
-                                                'extractive) or "qa-extractive"; default "qa".')
+                                                'extractive) or "qa-extractive", over the default collection; '
+                                                '"qa/<collection>" asks another knowledge base; default "qa".')
     messages: list[ChatMessageIn] = Field(..., min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -153,15 +155,25 @@ def _model(model_id: str) -> dict:
     return {"id": model_id, "object": "model", "created": _CREATED, "owned_by": "qa"}
 
 
+def _offered(holder: ServiceHolder) -> list[str]:
+    """Every collection's chat models once the service is ready; before that the default ones."""
+    services = holder.services
+    if services is None or services.chat is None:
+        return list(MODELS)
+    return services.chat.offered()
+
+
 @router.get("/v1/models")
-def list_models() -> dict:
-    """The chat models: ``qa`` and ``qa-extractive`` (answered while the service is still loading too)."""
-    return {"object": "list", "data": [_model(m) for m in MODELS]}
+def list_models(holder: ServiceHolder = Depends(get_holder)) -> dict:
+    """The chat models: ``qa`` and ``qa-extractive`` over the default collection and ``qa/<collection>`` for
+    every other knowledge base (answered while the service is still loading too)."""
+    return {"object": "list", "data": [_model(m) for m in _offered(holder)]}
 
 
-@router.get("/v1/models/{model_id}")
-def get_model(model_id: str) -> dict:
-    if model_id not in MODELS:
+@router.get("/v1/models/{model_id:path}")
+def get_model(model_id: str, holder: ServiceHolder = Depends(get_holder)) -> dict:
+    offered = _offered(holder)
+    if model_id not in offered:
         raise ApiError(404, "model_not_found", f"The model {model_id!r} does not exist; this service offers "
-                       f"{', '.join(MODELS)}", "model")
+                       f"{', '.join(offered)}", "model")
     return _model(model_id)

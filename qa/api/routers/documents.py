@@ -23,6 +23,7 @@ from qa.api.schemas import (
 from qa.ingest.parsers import DocumentDecodeError, EmptyDocumentError, UnsupportedFormatError
 from qa.ingest.service import InvalidDocumentIdError, document_id_for
 from qa.models import Document
+from qa.store.base import DEFAULT_COLLECTION
 from qa.wiring import Services
 
 router = APIRouter(tags=["documents"])
@@ -50,9 +51,13 @@ _UPLOAD_DOC = {
 }
 
 
+CollectionParam = Query(DEFAULT_COLLECTION, description="The knowledge base (GET /v1/collections lists them).")
+
+
 def _document_out(doc: Document, text: str | None = None) -> DocumentOut:
-    return DocumentOut(id=doc.id, title=doc.title, lang=doc.lang, source=doc.source, published=doc.published,
-                       passages=doc.passage_count, created_at=doc.created_at, metadata=doc.metadata, text=text)
+    return DocumentOut(id=doc.id, collection=doc.collection, title=doc.title, lang=doc.lang, source=doc.source,
+                       published=doc.published, passages=doc.passage_count, created_at=doc.created_at,
+                       metadata=doc.metadata, text=text)
 
 
 async def _read_upload(request: Request, services: Services):
@@ -66,7 +71,7 @@ async def _read_upload(request: Request, services: Services):
     filename = upload.filename or "upload.txt"
     doc_id = form.get("id") or filename.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     title = form.get("title") or None
-    parsed = await run_in_threadpool(services.ingest.parse, raw, filename,  # HTML parsing is CPU work
+    parsed = await run_in_threadpool(services.documents.parse, raw, filename,  # HTML parsing is CPU work
                                      title=title if isinstance(title, str) else None)
     return parsed, str(doc_id)
 
@@ -85,7 +90,7 @@ async def _json_body(request: Request, services: Services, model: type[BodyT]) -
 
 
 def _parse_body(services: Services, body: DocumentBody):
-    parsed = services.ingest.parse(body.text, None, title=body.title)
+    parsed = services.documents.parse(body.text, None, title=body.title)
     parsed.source = body.source or parsed.source
     parsed.published = body.published or parsed.published
     return parsed, document_id_for(body.id) if body.id is not None else None
@@ -97,8 +102,10 @@ async def _read_json(request: Request, services: Services):
 
 
 @router.post("/v1/documents", response_model=IngestOut, status_code=201, openapi_extra=_UPLOAD_DOC)
-async def add_document(request: Request, services: Services = Depends(get_services)) -> IngestOut:
+async def add_document(request: Request, collection: str = CollectionParam,
+                       services: Services = Depends(get_services)) -> IngestOut:
     """Add or replace a document: JSON ``{"title","text","source"?,"published"?,"id"?}`` or a file upload."""
+    services.documents.collection(collection)  # 404 before the body is read
     content_type = request.headers.get("content-type", "")
     try:
         if content_type.startswith("multipart/form-data"):
@@ -111,51 +118,52 @@ async def add_document(request: Request, services: Services = Depends(get_servic
                            "send application/json {title, text} or multipart/form-data with a 'file'")
     except _DOCUMENT_ERRORS as exc:
         raise ApiError(422, type(exc).__name__, str(exc)) from exc
-    result = await run_in_threadpool(services.ingest.ingest, parsed, doc_id)
+    result = await run_in_threadpool(services.documents.add, parsed, doc_id, collection)
     return IngestOut(**result.__dict__)
 
 
 @router.post("/v1/documents/batch", response_model=IngestBatchOut, status_code=201)
-async def add_documents(request: Request, services: Services = Depends(get_services)) -> IngestBatchOut:
+async def add_documents(request: Request, collection: str = CollectionParam,
+                        services: Services = Depends(get_services)) -> IngestBatchOut:
     """Add or replace up to 256 documents in one request: ``{"documents": [{"title","text",…}, …]}``.
 
     Every document is checked first (nothing is written when one is invalid); their passages are
     then embedded together and each document is written in its own transaction, in order.
     """
+    services.documents.collection(collection)
     body = await _json_body(request, services, DocumentBatchBody)
     try:
         docs = await run_in_threadpool(lambda: [_parse_body(services, d) for d in body.documents])
     except _DOCUMENT_ERRORS as exc:
         raise ApiError(422, type(exc).__name__, str(exc)) from exc
-    results = await run_in_threadpool(services.ingest.ingest_many, docs)
+    results = await run_in_threadpool(services.documents.add_many, docs, collection)
     return IngestBatchOut(results=[IngestOut(**r.__dict__) for r in results])
 
 
 @router.get("/v1/documents", response_model=DocumentListOut, response_model_exclude_none=True)
 def list_documents(limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
-                   services: Services = Depends(get_services)) -> DocumentListOut:
-    docs = services.corpus.store.list_documents(limit, offset)
-    return DocumentListOut(documents=[_document_out(d) for d in docs], total=services.corpus.store.count_documents())
+                   collection: str = CollectionParam, services: Services = Depends(get_services)) -> DocumentListOut:
+    docs, total = services.documents.list(collection, limit, offset)
+    return DocumentListOut(documents=[_document_out(d) for d in docs], total=total)
 
 
 @router.get("/v1/documents/{document_id}", response_model=DocumentOut)
-def get_document(document_id: str, services: Services = Depends(get_services)) -> DocumentOut:
-    found = services.corpus.store.get_document(document_id)
-    if found is None:
-        raise ApiError(404, "not_found", f"no document with id {document_id!r}; GET /v1/documents lists them")
-    return _document_out(*found)
+def get_document(document_id: str, collection: str = CollectionParam,
+                 services: Services = Depends(get_services)) -> DocumentOut:
+    return _document_out(*services.documents.get(document_id, collection))
 
 
 @router.delete("/v1/documents/{document_id}")
-def delete_document(document_id: str, services: Services = Depends(get_services)) -> dict:
-    if not services.ingest.delete(document_id):
-        raise ApiError(404, "not_found", f"no document with id {document_id!r}; GET /v1/documents lists them")
-    return {"deleted": document_id}
+def delete_document(document_id: str, collection: str = CollectionParam,
+                    services: Services = Depends(get_services)) -> dict:
+    services.documents.delete(document_id, collection)
+    return {"deleted": document_id, "collection": collection}
 
 
 @router.get("/v1/passages/{passage_id}", response_model=PassageOut)
-def get_passage(passage_id: str, services: Services = Depends(get_services)) -> PassageOut:
-    p = services.corpus.store.passage(passage_id)
+def get_passage(passage_id: str, collection: str = CollectionParam,
+                services: Services = Depends(get_services)) -> PassageOut:
+    p = services.documents.passage(passage_id, collection)
     if p is None:
-        raise ApiError(404, "not_found", f"no passage with id {passage_id!r}")
+        raise ApiError(404, "not_found", f"no passage with id {passage_id!r} in collection {collection!r}")
     return PassageOut.from_passage(p)

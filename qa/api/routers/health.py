@@ -20,6 +20,8 @@ def healthz(holder: ServiceHolder = Depends(get_holder)) -> JSONResponse:
         model=s.embedder.model_id if s else None,
         passages=s.corpus.store.count_passages() if s else None,
         documents=s.corpus.store.count_documents() if s else None,
+        collections=len(s.corpus.store.list_collections()) if s else None,
+        index_lag=s.corpus.lag if s else None,
         answerable_threshold=s.search.threshold if s else None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if s is not None else 503)

@@ -21,5 +21,7 @@ def search(body: SearchBody, services: Services = Depends(get_services)) -> Sear
     result = services.search.search(SearchRequest(
         query=body.query, top_k=body.top_k, lang=body.lang,
         document_ids=tuple(body.document_ids) if body.document_ids is not None else None, explain=body.explain,
+        collection=body.collection, sources=tuple(body.sources) if body.sources is not None else None,
+        published_from=body.published_from, published_to=body.published_to,
     ))
     return SearchOut.from_result(result)
