@@ -27,12 +27,13 @@ from rich.table import Table
 
 from embeddings import Embedder, create_embedder
 from qa.models import Block, ParsedDocument
+from qa.store.base import DEFAULT_COLLECTION, SearchFilter
 from qa.text.lang import detect_lang
 from qa.settings import Settings
 from qa.wiring import Services, build_services
 
 LEGS = ("final", "dense", "lexical")
-POOL_FORMAT = "v6"  # bump when what ingestion stores changes, so cached eval pools are rebuilt
+POOL_FORMAT = "v7"  # bump when what ingestion stores changes, so cached eval pools are rebuilt
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -170,7 +171,7 @@ def build_pool(name: str, passages: list[dict], settings: Settings, console: Con
         return services
     docs = []
     for p in passages:
-        if services.corpus.store.document_hash(p["id"]) is None:
+        if services.corpus.store.document_hash(DEFAULT_COLLECTION, p["id"]) is None:
             text = p["text"].strip()
             docs.append((ParsedDocument(title=p.get("title") or p["id"], text=text,
                                         blocks=[Block("paragraph", 0, len(text), text)]), p["id"]))
@@ -208,15 +209,14 @@ def _metrics(ranks: list[int | None]) -> dict[str, float]:
 
 
 def _doc_of_rowids(services: Services) -> dict[int, str]:
-    conn = services.corpus.store._conn()
-    return dict(conn.execute("SELECT rowid, document_id FROM passages"))
+    return {e.rowid: e.document_id for batch in services.corpus.store.iter_entries(DEFAULT_COLLECTION) for e in batch}
 
 
 def evaluate_run(run: Run, services: Services, console: Console, collect: list | None = None) -> RunFigures:
     """Rank every question of ``run``; ``collect`` receives (features, answerable) for calibration."""
     search = services.search
     rowid_doc = _doc_of_rowids(services)
-    allowed = services.corpus.allowed_rowids(run.target_lang, None)
+    flt = SearchFilter(DEFAULT_COLLECTION, lang=run.target_lang)
     ranks: dict[str, list[int | None]] = {leg: [] for leg in LEGS}
     in_evidence = 0
     evidence_share = 0.0
@@ -230,7 +230,7 @@ def evaluate_run(run: Run, services: Services, console: Console, collect: list |
         for q in run.questions:
             query = q.text.strip()
             qvec = services.embedder.encode_queries([query])[0]
-            ranking = search.rank(qvec, query, detect_lang(query), allowed)
+            ranking = search.rank(qvec, query, detect_lang(query), flt)
             scored, ranked = ranking.scored, ranking.ordered
             orders = {
                 "final": [r for r, _ in ranked],

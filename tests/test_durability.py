@@ -17,18 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.corpus import Corpus
-from qa.index.vectors import IndexCorruptError, IndexMismatchError, VectorIndex
+from qa.index.base import IndexCorruptError, IndexMismatchError
 from qa.ingest.chunker import chunk_document
 from qa.ingest.parsers import SUPPORTED_EXTENSIONS as SUPPORTED_SUFFIXES
 from qa.ingest.service import content_hash, document_id_for
 from qa.models import Passage
 from qa.retrieval.types import SearchRequest
 from qa.settings import Settings
-from qa.store import PassageStore, StoredPassage
-from qa.store.sqlite import StoreError, new_document
+from qa.store import DEFAULT_COLLECTION, SearchFilter, StoredPassage
+from qa.store.sqlite import SqlitePassageStore, StoreError, new_document
 from qa.text.tokenize import tokenize
-from qa.wiring import Services, build_services
+from qa.wiring import Services, build_corpus, build_services
 
 from conftest import SEEDS_DIR, QACli, QAServer, qa_env
 
@@ -87,30 +86,29 @@ def committed_documents(store_path: Path) -> int:
 def assert_consistent(services: Services, files: dict[str, Path]) -> None:
     """Every stored document is complete and exact, and both indexes hold exactly the stored passages."""
     store, corpus = services.corpus.store, services.corpus
-    docs = store.list_documents(limit=10_000)
+    docs = store.list_documents(DEFAULT_COLLECTION, limit=10_000)
     for doc in docs:
         path = files[doc.id]
-        parsed = services.ingest.parse(path.read_bytes(), path.name)
+        parsed = services.documents.parse(path.read_bytes(), path.name)
         expected = chunk_document(parsed, services.embedder.count_tokens, services.settings.max_passage_tokens)
-        _, text = store.get_document(doc.id)
+        _, text = store.get_document(DEFAULT_COLLECTION, doc.id)
         assert text == parsed.text, f"{doc.id}: stored text differs from the file"
-        stored = sorted(store.passages_by_rowid(sorted(store.rowids_of_documents([doc.id]))).values(),
-                        key=lambda p: p.start)
+        stored = store.passages_of_document(DEFAULT_COLLECTION, doc.id)
         assert doc.passage_count == len(expected) == len(stored), f"{doc.id} is incomplete"
         assert [(p.start, p.end, p.text) for p in stored] == [(d.start, d.end, d.text) for d in expected]
         assert all(text[p.start:p.end] == p.text for p in stored)
 
     total = store.count_passages()
-    rowids = {int(r) for ids, _ in store.iter_vectors() for r in ids}
+    rowids = {e.rowid for batch in store.iter_entries() for e in batch}
     assert len(rowids) == total
-    assert len(corpus.vectors) == total, f"vector index has {len(corpus.vectors)} vectors, store {total} passages"
-    assert len(corpus.lexical) == total, f"lexical index has {len(corpus.lexical)} passages, store {total}"
+    assert corpus.dense.count() == total, f"vector index has {corpus.dense.count()} vectors, store {total} passages"
+    assert corpus.lexical.count() == total, f"lexical index has {corpus.lexical.count()} passages, store {total}"
     if total:
-        _, ids = corpus.vectors.search(np.ones(corpus.vectors.dimension, dtype=np.float32), total)
-        assert set(ids[0].tolist()) == rowids
-    # the index files on disk reflect the store too
-    manifest_generation = corpus.vectors.generation
-    assert manifest_generation == store.generation == corpus.lexical.generation
+        dim = corpus.dense.dimension
+        hits = corpus.dense.search(np.ones(dim, dtype=np.float32) / np.sqrt(dim), total, SearchFilter())
+        assert {h.rowid for h in hits} == rowids
+    # both indexes have applied every change the store holds
+    assert corpus.dense.applied_seq == store.seq == corpus.lexical.applied_seq
 
 
 def assert_finds(services: Services, paragraph: str, document_id: str) -> None:
@@ -166,7 +164,7 @@ def test_kill_9_during_ingest_leaves_a_consistent_data_folder(tmp_path: Path, qa
     # 3. The folder opens; what was committed is complete, in order, and indexed; search works.
     services = open_services(data, cache)
     try:
-        stored_ids = [d.id for d in services.corpus.store.list_documents(limit=10_000)]
+        stored_ids = [d.id for d in services.corpus.store.list_documents(DEFAULT_COLLECTION, limit=10_000)]
         assert stored_ids == [p.stem for p in paths[:committed]], f"not a prefix of the ingest order (seed {seed})"
         assert_consistent(services, files)
         for doc_id in rng.sample(stored_ids, 6):
@@ -200,7 +198,7 @@ def seeded(tmp_path: Path) -> tuple[Path, Path]:
     data, cache = tmp_path / "data", tmp_path / "cache"
     services = open_services(data, cache)
     try:
-        services.ingest.ingest_paths([SEEDS_DIR])
+        services.documents.ingest_paths([SEEDS_DIR])
         assert services.corpus.store.count_passages() > 0
     finally:
         services.close()
@@ -293,7 +291,7 @@ def test_store_opened_with_another_model_is_refused(seeded):
     data, cache = seeded
     before = _snapshot(data)
     with pytest.raises(IndexMismatchError, match="qa reindex") as info:
-        Corpus(data, "embeddinggemma-300m@00000000", 768, settings_for(data, cache))
+        build_corpus(settings_for(data, cache), "embeddinggemma-300m@00000000", 768)
     assert "use-m-v3" in str(info.value)
     assert _snapshot(data) == before
 
@@ -337,8 +335,8 @@ HTML = "<html><head><title>Glass</title></head><body><h1>Glass</h1><h2>Making</h
 
 def _passage_layout(store) -> dict[str, list[tuple]]:
     out = {}
-    for doc in store.list_documents(limit=10_000):
-        rows = store.passages_by_rowid(sorted(store.rowids_of_documents([doc.id]))).values()
+    for doc in store.list_documents(DEFAULT_COLLECTION, limit=10_000):
+        rows = store.passages_of_document(DEFAULT_COLLECTION, doc.id)
         out[doc.id] = (doc.title, doc.source, doc.published, doc.metadata,
                        sorted((p.id, p.start, p.end, p.section, p.text) for p in rows))
     return out
@@ -350,11 +348,11 @@ def mixed(seeded) -> tuple[Path, Path]:
     data, cache = seeded
     services = open_services(data, cache)
     try:
-        ing = services.ingest
-        assert ing.ingest(ing.parse(MARKDOWN.encode(), "bees.md"), "bees").status == "added"
-        assert ing.ingest(ing.parse(HTML.encode(), "glass.html"), "glass").status == "added"
+        ing = services.documents
+        assert ing.add(ing.parse(MARKDOWN.encode(), "bees.md"), "bees").status == "added"
+        assert ing.add(ing.parse(HTML.encode(), "glass.html"), "glass").status == "added"
         posted = ing.parse("Ferries leave Stromness at 07:00.\n\nOn Sundays they leave at 09:30.", title="Ferries")
-        assert ing.ingest(posted, "ferries").status == "added"
+        assert ing.add(posted, "ferries").status == "added"
     finally:
         services.close()
     return data, cache
@@ -363,7 +361,7 @@ def mixed(seeded) -> tuple[Path, Path]:
 def test_reembed_keeps_every_passage_and_citation(mixed, qa_cli: QACli):
     """`qa reindex --reembed` embeds the stored passages again; ids, offsets and sections do not move."""
     data, cache = mixed
-    store = PassageStore(data / "store.sqlite")
+    store = SqlitePassageStore(data / "store.sqlite")
     before = _passage_layout(store)
     store.close()
     proc = qa_cli.run("reindex", "--reembed", "--data-dir", data, QA_EMBEDDER="use-m", QA_CACHE_DIR=cache)
@@ -371,7 +369,7 @@ def test_reembed_keeps_every_passage_and_citation(mixed, qa_cli: QACli):
     services = open_services(data, cache)
     try:
         assert _passage_layout(services.corpus.store) == before
-        assert len(services.corpus.vectors) == len(services.corpus.lexical) == services.corpus.store.count_passages()
+        assert services.corpus.dense.count() == services.corpus.lexical.count() == services.corpus.store.count_passages()
         result = services.search.search(SearchRequest(query="How do bees keep warm in winter?", top_k=1))
         assert result.hits[0].passage.id == "bees:2" and result.hits[0].passage.section == "Winter"
     finally:
@@ -382,7 +380,7 @@ def test_reembed_keeps_every_passage_and_citation(mixed, qa_cli: QACli):
 def test_switching_to_embeddinggemma_with_qa_reindex(mixed, qa_cli: QACli):
     """The path the refusal names: `qa reindex` with the new model re-embeds everything, citations intact."""
     data, _ = mixed
-    store = PassageStore(data / "store.sqlite")
+    store = SqlitePassageStore(data / "store.sqlite")
     before = _passage_layout(store)
     store.close()
     env = {"QA_EMBEDDER": "sentence-transformers"}  # the default cache: the installed model
@@ -390,7 +388,7 @@ def test_switching_to_embeddinggemma_with_qa_reindex(mixed, qa_cli: QACli):
     assert refused.returncode != 0 and "qa reindex" in refused.stdout + refused.stderr
     proc = qa_cli.run("reindex", "--data-dir", data, **env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    store = PassageStore(data / "store.sqlite")
+    store = SqlitePassageStore(data / "store.sqlite")
     try:
         assert store.get_meta("model_id").startswith("embeddinggemma-300m@")
         assert _passage_layout(store) == before
@@ -424,7 +422,7 @@ def test_index_lagging_the_store_is_caught_up_on_open(seeded):
     data, cache = seeded
     services = open_services(data, cache)
     try:
-        doc = services.ingest.parse("Ferry timetable\n\nThe first ferry to Hoy leaves Stromness at 07:00 on weekdays.\n",
+        doc = services.documents.parse("Ferry timetable\n\nThe first ferry to Hoy leaves Stromness at 07:00 on weekdays.\n",
                                     "ferry.txt")
         stale = _snapshot(data)
         # Write through the store only, as a process killed right after the commit would have.
@@ -433,7 +431,7 @@ def test_index_lagging_the_store_is_caught_up_on_open(seeded):
         passages = [StoredPassage(Passage(f"ferry:{d.paragraph}", "ferry", d.section, d.paragraph, d.part, d.lang,
                                           d.start, d.end, d.text, doc.title), tokenize(d.text), vectors[i])
                     for i, d in enumerate(drafts)]
-        services.corpus.store.replace_document(
+        services.corpus.store.replace_document(DEFAULT_COLLECTION,
             new_document("ferry", doc.title, "en", None, None, content_hash(doc.title, doc.text), {}), doc.text, passages)
     finally:
         services.close()

@@ -14,7 +14,9 @@ import pytest
 from embeddings.use_m import UseMEmbedder
 from qa.ingest.parsers import DocumentDecodeError, EmptyDocumentError
 from qa.ingest.service import InvalidDocumentIdError, content_hash, document_id_for
+from qa.documents import DocumentNotFoundError
 from qa.retrieval.types import SearchRequest
+from qa.store.base import DEFAULT_COLLECTION, SearchFilter
 from qa.settings import Settings
 from qa.text.tokenize import tokenize
 from qa.wiring import Services, build_services
@@ -40,22 +42,22 @@ def services(tmp_path: Path, use_m) -> Services:
 
 
 def ingest_text(services: Services, text: str, doc_id: str | None = None, filename: str | None = None):
-    return services.ingest.ingest(services.ingest.parse(text, filename), doc_id)
+    return services.documents.add(services.documents.parse(text, filename), doc_id)
 
 
 def rowids_of(services: Services, doc_id: str) -> set[int]:
-    return services.corpus.store.rowids_of_documents([doc_id])
+    return {e.rowid for batch in services.corpus.store.iter_entries(DEFAULT_COLLECTION) for e in batch
+            if e.document_id == doc_id}
 
 
 def vector_ids(services: Services) -> set[int]:
-    vectors = services.corpus.vectors
-    if len(vectors) == 0:
-        return set()
-    return set(vectors.search(np.ones(vectors.dimension, np.float32), len(vectors))[1][0].tolist())
+    dense = services.corpus.dense
+    return {h.rowid for h in dense.search(np.ones(dense.dimension, np.float32) / np.sqrt(dense.dimension), 10_000,
+                                          SearchFilter())}
 
 
 def lexical_ids(services: Services, query: str, lang: str = "en") -> set[int]:
-    return {r for r, _ in services.corpus.lexical.search(tokenize(query), lang, 100)}
+    return {h.rowid for h in services.corpus.lexical.search(tokenize(query), lang, 100, SearchFilter())}
 
 
 def test_duplicate_policy(services: Services):
@@ -67,12 +69,12 @@ def test_duplicate_policy(services: Services):
     unchanged = ingest_text(services, FERRY, "ferry")
     assert (unchanged.status, unchanged.passages) == ("unchanged", 2)
     assert rowids_of(services, "ferry") == first_rows  # nothing rewritten
-    generation = services.corpus.store.generation
+    generation = services.corpus.store.seq
 
     duplicate = ingest_text(services, FERRY, "ferry-copy")
     assert (duplicate.status, duplicate.passages, duplicate.duplicate_of) == ("duplicate", 0, "ferry")
-    assert services.corpus.store.get_document("ferry-copy") is None
-    assert services.corpus.store.generation == generation
+    assert services.corpus.store.get_document(DEFAULT_COLLECTION, "ferry-copy") is None
+    assert services.corpus.store.seq == generation
 
     replaced = ingest_text(services, FERRY_CHANGED, "ferry")
     assert (replaced.status, replaced.passages) == ("replaced", 2)
@@ -81,7 +83,7 @@ def test_duplicate_policy(services: Services):
     assert vector_ids(services) == new_rows  # the old vectors are gone, the new ones are in
     assert lexical_ids(services, "ferry") == new_rows
     assert lexical_ids(services, "holidays") and lexical_ids(services, "holidays") <= new_rows
-    assert services.corpus.store.get_document("ferry")[1] == FERRY_CHANGED
+    assert services.corpus.store.get_document(DEFAULT_COLLECTION, "ferry")[1] == FERRY_CHANGED
 
     # the old content is free again once replaced: stored under another id it is new
     again = ingest_text(services, FERRY, "ferry-old")
@@ -90,10 +92,10 @@ def test_duplicate_policy(services: Services):
 
 def test_content_means_title_and_text(services: Services):
     ingest_text(services, FERRY, "a")
-    retitled = services.ingest.parse(FERRY, title="Orkney ferries")
-    result = services.ingest.ingest(retitled, "b")
+    retitled = services.documents.parse(FERRY, title="Orkney ferries")
+    result = services.documents.add(retitled, "b")
     assert result.status == "added", "a different title is different content"
-    assert services.corpus.store.document_hash("b") == content_hash("Orkney ferries", retitled.text)
+    assert services.corpus.store.document_hash(DEFAULT_COLLECTION, "b") == content_hash("Orkney ferries", retitled.text)
 
 
 def test_document_ids(services: Services):
@@ -123,21 +125,27 @@ def test_ingest_folder(services: Services, tmp_path: Path):
     (folder / "上海报告.txt").write_text("上海报告\n\n上海正在建设具有全球影响力的科技创新中心。\n", encoding="utf-8")
     (folder / "paper.pdf").write_bytes(b"%PDF-1.4")
     (folder / "notes.docx").write_bytes(b"PK\x03\x04")
-    results = services.ingest.ingest_paths([folder])
-    by_id = {r.document_id: r.status for r in results}
+    (folder / "empty.txt").write_text("  \n", encoding="utf-8")
+    report = services.documents.ingest_paths([folder])
+    by_id = {r.document_id: r.status for _, r in report.results}
     assert by_id == {"ferry": "added", "bees": "added", "page": "added", document_id_for("上海报告"): "added"}
+    skipped = {Path(s.path).name: s.reason for s in report.skipped}
+    assert set(skipped) == {"paper.pdf", "notes.docx", "empty.txt"}, skipped  # each with its reason
+    assert "empty" in skipped["empty.txt"].lower()
     assert services.corpus.store.count_documents() == 4
-    assert {r.status for r in services.ingest.ingest_paths([folder])} == {"unchanged"}
+    assert report.passages_embedded > 0
+    again = services.documents.ingest_paths([folder])
+    assert {r.status for _, r in again.results} == {"unchanged"} and again.passages_embedded == 0
     with pytest.raises(FileNotFoundError):
-        services.ingest.ingest_paths([tmp_path / "missing"])
+        services.documents.ingest_paths([tmp_path / "missing"])
 
 
 def test_bad_files_are_refused_before_anything_is_written(services: Services):
     with pytest.raises(DocumentDecodeError):
-        services.ingest.parse(b"\xfa\xfb\xfc", "x.txt")
+        services.documents.parse(b"\xfa\xfb\xfc", "x.txt")
     with pytest.raises(EmptyDocumentError):
-        services.ingest.parse(b"  \n ", "x.txt")
-    assert services.corpus.store.count_documents() == 0 and services.corpus.store.generation == 0
+        services.documents.parse(b"  \n ", "x.txt")
+    assert services.corpus.store.count_documents() == 0 and services.corpus.store.seq == 0
 
 
 def test_delete_removes_from_store_and_both_indexes(services: Services):
@@ -146,23 +154,24 @@ def test_delete_removes_from_store_and_both_indexes(services: Services):
     ferry_rows = rowids_of(services, "ferry")
     assert ferry_rows <= vector_ids(services) and ferry_rows <= lexical_ids(services, "ferry")
 
-    assert services.ingest.delete("ferry") is True
-    assert services.ingest.delete("ferry") is False
-    assert services.corpus.store.get_document("ferry") is None
+    services.documents.delete("ferry")
+    with pytest.raises(DocumentNotFoundError):
+        services.documents.delete("ferry")
+    assert services.corpus.store.get_document(DEFAULT_COLLECTION, "ferry") is None
     assert not ferry_rows & vector_ids(services)
     assert lexical_ids(services, "ferry") == set()
     hits = services.search.search(SearchRequest(query="When does the first ferry to Hoy leave?", top_k=5)).hits
     assert hits and all(h.passage.document_id == "bees" for h in hits)
-    assert len(services.corpus.vectors) == len(services.corpus.lexical) == services.corpus.store.count_passages()
+    assert services.corpus.dense.count() == services.corpus.lexical.count() == services.corpus.store.count_passages()
 
 
 def test_seed_report_passages_cite_the_text_exactly(services: Services):
     (path,) = [p for p in SEEDS_DIR.iterdir() if p.suffix == ".txt"]
-    (result,) = services.ingest.ingest_paths([path])
+    ((_, result),) = services.documents.ingest_paths([path]).results
     assert result.status == "added"
-    doc, text = services.corpus.store.get_document(result.document_id)
+    doc, text = services.documents.get(result.document_id)
     assert text == path.read_text(encoding="utf-8")
-    passages = sorted(services.corpus.passages(sorted(rowids_of(services, doc.id))).values(), key=lambda p: p.start)
+    passages = services.corpus.store.passages_of_document(DEFAULT_COLLECTION, doc.id)
     assert len(passages) == doc.passage_count == result.passages
     previous_end = 0
     for p in passages:
@@ -189,8 +198,8 @@ def test_seed_report_passages_cite_the_text_exactly(services: Services):
         assert not any(q.start <= lines[section] < q.end for q in passages), section
 
 def test_reingesting_the_seed_report_is_unchanged_and_a_search_finds_its_paragraph(services: Services):
-    services.ingest.ingest_paths([SEEDS_DIR])
-    assert {r.status for r in services.ingest.ingest_paths([SEEDS_DIR])} == {"unchanged"}
+    services.documents.ingest_paths([SEEDS_DIR])
+    assert {r.status for _, r in services.documents.ingest_paths([SEEDS_DIR]).results} == {"unchanged"}
     result = services.search.search(SearchRequest(query="上海创智学院有多少研究生和导师？", top_k=3))
     assert any("190余名研究生" in h.passage.text for h in result.hits)
     for h in result.hits:
@@ -221,7 +230,7 @@ def test_sentences_are_embedded_with_their_documents_title_even_alone(tmp_path: 
         untitled = {t for t, title in recorder.seen if title is None}
         assert {"The first ferry leaves at 07:00.", "It returns at 18:00.", "One sentence only."} <= titled
         assert {"The first ferry leaves at 07:00. It returns at 18:00.", "One sentence only."} <= untitled
-        passages = services.corpus.passages(sorted(rowids_of(services, result.document_id)))
+        passages = services.corpus.store.passages_by_rowid(sorted(rowids_of(services, result.document_id)))
         rowid = next(r for r, p in passages.items() if p.text == "One sentence only.")
         spans, vectors = services.corpus.store.sentences_of([rowid])[rowid]
         assert len(spans) == 1 and vectors.shape[0] == 1
