@@ -60,6 +60,8 @@ class CitationOut(BaseModel):
     evidence: EvidenceOut = Field(description="The quoted sentence; offsets in the document.")
     score: float
     text: str = Field(description="The passage text.")
+    collection: str = Field("default", description="The knowledge base the passage belongs to.")
+    page: int | None = Field(None, description="First page of the passage (paged formats only).")
 
 
 class AskOut(BaseModel):

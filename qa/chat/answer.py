@@ -47,13 +47,15 @@ class Citation:
     evidence: Evidence
     score: float
     text: str
+    collection: str = "default"
+    page: int | None = None
 
     @classmethod
     def from_hit(cls, index: int, hit: Hit) -> Citation:
         p = hit.passage
         return cls(index=index, passage_id=p.id, document_id=p.document_id, title=p.title, section=p.section,
                    paragraph=p.paragraph, start=p.start, end=p.end, evidence=hit.evidence, score=hit.score,
-                   text=p.text)
+                   text=p.text, collection=p.collection, page=p.page)
 
     def to_dict(self) -> dict:
         return asdict(self)

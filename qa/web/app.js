@@ -9,6 +9,10 @@
   const panel = $("panel"), panelTitle = $("panel-title"), panelMeta = $("panel-meta"), panelText = $("panel-text");
   let history = [];  // earlier turns, sent along so follow-up questions can be resolved
   let busy = false;
+  const picker = $("collection");
+  // The knowledge base questions go to: chat model "qa" (default) or "qa/<name>"; kept for this tab.
+  let collection = sessionStorage.getItem("qa.collection") || "default";
+  const chatModel = () => (collection === "default" ? "qa" : `qa/${collection}`);
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -28,6 +32,7 @@
       if (body.ready) {
         status.textContent = `就绪 ready · ${body.documents} 篇文档 docs · ${body.passages} 段 passages`;
         status.className = "status ok";
+        loadCollections();
         return;
       }
       status.textContent = body.error ? `启动失败 failed: ${body.error}` : `加载中 loading (${body.status})…`;
@@ -38,6 +43,29 @@
     }
     setTimeout(refreshStatus, 2000);
   }
+
+  // ---- the knowledge-base picker -----------------------------------------------------------------
+  async function loadCollections() {
+    let names = ["default"];
+    try {
+      const res = await fetch("/v1/collections");
+      if (res.ok) names = (await res.json()).collections.map((c) => c.name);
+    } catch (e) { /* keep the default */ }
+    if (!names.includes(collection)) collection = "default";
+    picker.textContent = "";
+    for (const name of names) {
+      const option = el("option", null, name);
+      option.value = name;
+      option.selected = name === collection;
+      picker.appendChild(option);
+    }
+  }
+
+  picker.addEventListener("change", () => {
+    collection = picker.value;
+    sessionStorage.setItem("qa.collection", collection);
+    history = [];  // a new knowledge base starts a new conversation
+  });
 
   // ---- one question → one turn in the log ------------------------------------------------
   function newTurn(question) {
@@ -116,7 +144,7 @@
     });
     let p;
     try {
-      const res = await fetch(`/v1/passages/${encodeURIComponent(c.passage_id)}`);
+      const res = await fetch(`/v1/passages/${encodeURIComponent(c.passage_id)}?collection=${encodeURIComponent(c.collection || collection)}`);
       p = await res.json();
       if (!res.ok) throw new Error((p.error && p.error.message) || res.statusText);
     } catch (e) {
@@ -146,7 +174,7 @@
       const res = await fetch("/v1/chat/completions", {
         method: "POST",
         headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
-        body: JSON.stringify({ model: "qa", messages, stream: true, include_sources: false }),
+        body: JSON.stringify({ model: chatModel(), messages, stream: true, include_sources: false }),
       });
       if (!res.ok || !res.body) {
         let msg = res.statusText;
