@@ -242,17 +242,18 @@ class CitationChecker:
 
     def __init__(self, client: httpx.Client):
         self.client = client
-        self._texts: dict[str, str] = {}
+        self._texts: dict[tuple[str, str], str] = {}
 
-    def document_text(self, document_id: str) -> str:
-        if document_id not in self._texts:
-            resp = self.client.get(f"/v1/documents/{document_id}")
+    def document_text(self, document_id: str, collection: str = "default") -> str:
+        key = (collection, document_id)
+        if key not in self._texts:
+            resp = self.client.get(f"/v1/documents/{document_id}", params={"collection": collection})
             assert resp.status_code == 200, resp.text
-            self._texts[document_id] = resp.json()["text"]
-        return self._texts[document_id]
+            self._texts[key] = resp.json()["text"]
+        return self._texts[key]
 
-    def forget(self, document_id: str) -> None:
-        self._texts.pop(document_id, None)
+    def forget(self, document_id: str, collection: str = "default") -> None:
+        self._texts.pop((collection, document_id), None)
 
     def __call__(self, result: dict) -> None:
         ranks = [r["rank"] for r in result["results"]]
@@ -262,7 +263,7 @@ class CitationChecker:
         assert 0.0 <= result["confidence"] <= 1.0, result["confidence"]
         assert isinstance(result["answerable"], bool)
         for r in result["results"]:
-            text = self.document_text(r["document_id"])
+            text = self.document_text(r["document_id"], r["collection"])
             assert 0 <= r["start"] < r["end"] <= len(text), r
             assert text[r["start"]:r["end"]] == r["text"], f"passage {r['passage_id']} offsets do not cite its text"
             ev = r["evidence"]

@@ -21,7 +21,8 @@ import pytest
 
 from qa.ingest.parsers import SUPPORTED_EXTENSIONS as SUPPORTED_SUFFIXES
 from qa.ingest.service import document_id_for
-from qa.store import PassageStore
+from qa.store.base import DEFAULT_COLLECTION
+from qa.store.sqlite import SqlitePassageStore
 
 from conftest import SEEDS_DIR, CitationChecker, QAServer, assert_error_response
 
@@ -317,7 +318,7 @@ def test_json_document_lifecycle(fast_server: QAServer, citations_fast: Citation
     # delete → gone from the listing, the passages endpoint and search
     ids = [p["passage_id"] for p in passages]
     resp = fast_server.client.delete(f"/v1/documents/{doc_id}")
-    assert resp.status_code == 200 and resp.json() == {"deleted": doc_id}
+    assert resp.status_code == 200 and resp.json() == {"deleted": doc_id, "collection": "default"}
     assert_error_response(fast_server.client.get(f"/v1/documents/{doc_id}"), 404)
     for pid in ids:
         assert_error_response(fast_server.client.get(f"/v1/passages/{pid}"), 404)
@@ -448,14 +449,14 @@ def test_cli_ask_prints_a_citation(qa_cli, tmp_path):
     out = proc.stdout
     assert re.search(r"confidence \d\.\d\d", out), out
 
-    store = PassageStore(data / "store.sqlite")
+    store = SqlitePassageStore(data / "store.sqlite")
     try:
-        (doc,) = store.list_documents()
-        _, text = store.get_document(doc.id)
+        (doc,) = store.list_documents(DEFAULT_COLLECTION)
+        _, text = store.get_document(DEFAULT_COLLECTION, doc.id)
         cited = re.findall(r"(\S+:\d+(?:\.\d+)?) \[(\d+):(\d+)\]", out)
         assert 1 <= len(cited) <= 3, out
         for passage_id, start, end in cited:
-            passage = store.passage(passage_id)
+            passage = store.passage(DEFAULT_COLLECTION, passage_id)
             assert passage is not None, f"{passage_id} printed but not stored"
             assert (passage.start, passage.end) == (int(start), int(end))
             assert text[passage.start:passage.end] == passage.text
@@ -520,3 +521,68 @@ def test_batch_of_documents_is_checked_first_then_written_in_order(fast_server: 
     assert [r["status"] for r in again] == ["unchanged", "unchanged"]
     for doc in docs[:2]:
         assert fast_server.client.delete(f"/v1/documents/{doc['id']}").status_code == 200
+
+
+def test_collections_are_separate_knowledge_bases_over_http(fast_server: QAServer, citations_fast: CitationChecker):
+    """Create, fill, search, chat, list and delete a collection; bad names and unknown collections are 4xx."""
+    client = fast_server.client
+    name = f"kb-{uuid.uuid4().hex[:6]}"
+    for bad in ["", "x" * 200, "../x", "has space", "UPPER"]:
+        error = assert_error_response(client.post("/v1/collections", json={"name": bad}), 422)
+        assert "lower-case letters" in error["message"], error
+    created = client.post("/v1/collections", json={"name": name, "description": "Lighthouses"})
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == name and created.json()["documents"] == 0
+    assert_error_response(client.post("/v1/collections", json={"name": name}), 409)
+
+    unknown = client.post("/v1/search", json={"query": "lamp", "collection": "nowhere"})
+    error = assert_error_response(unknown, 404)
+    assert "default" in error["collections"] and name in error["collections"], error
+    assert_error_response(client.post("/v1/documents", params={"collection": "nowhere"},
+                                      json={"title": "x", "text": "y"}), 404)
+    assert_error_response(client.get("/v1/documents", params={"collection": "Bad Name"}), (404, 422))
+
+    # an empty collection answers, with nothing to cite
+    empty = _search(fast_server, "Who kept the lamp burning?", collection=name)
+    assert (empty["answerable"], empty["results"]) == (False, [])
+
+    # the same id in two collections: two documents
+    for collection, keeper in ((name, "Agnes"), (DEFAULT_COLLECTION, "Tormod")):
+        resp = client.post("/v1/documents", params={"collection": collection}, json={
+            "id": "skerry", "title": "Skerry Light",
+            "text": f"The keeper {keeper} kept the lamp burning for eleven nights after the storm of 1887."})
+        assert resp.status_code == 201 and resp.json()["status"] == "added", resp.text
+    ours = _search(fast_server, "Who kept the lamp burning after the storm?", collection=name)
+    citations_fast(ours)
+    assert {r["collection"] for r in ours["results"]} == {name}
+    assert "Agnes" in ours["results"][0]["text"]
+    doc = client.get("/v1/documents/skerry", params={"collection": name}).json()
+    assert doc["collection"] == name and "Agnes" in doc["text"]
+    listing = client.get("/v1/documents", params={"collection": name}).json()
+    assert listing["total"] == 1 and [d["id"] for d in listing["documents"]] == ["skerry"]
+    passage_id = ours["results"][0]["passage_id"]
+    assert "Agnes" in client.get(f"/v1/passages/{passage_id}", params={"collection": name}).json()["text"]
+    listed = {c["name"]: c for c in client.get("/v1/collections").json()["collections"]}
+    assert listed[name]["documents"] == 1 and listed[name]["passages"] >= 1
+
+    # chat frontends choose the knowledge base as a model
+    models = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert "qa" in models and f"qa/{name}" in models
+    chat = client.post("/v1/chat/completions", json={
+        "model": f"qa/{name}", "messages": [{"role": "user", "content": "Who kept the lamp burning after the storm?"}]})
+    assert chat.status_code == 200, chat.text
+    assert all(c["collection"] == name for c in chat.json()["citations"])
+    assert chat.json()["citations"] and "Agnes" in chat.json()["citations"][0]["text"]
+    missing = client.post("/v1/chat/completions", json={"model": "qa/nowhere", "messages": [
+        {"role": "user", "content": "lamp?"}]})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found", missing.text
+
+    # deleting the collection removes its documents and index entries, not the default's
+    assert client.delete(f"/v1/collections/{name}").json() == {"deleted": name}
+    assert_error_response(client.get(f"/v1/collections/{name}"), 404)
+    assert_error_response(client.post("/v1/search", json={"query": "lamp", "collection": name}), 404)
+    still = _search(fast_server, "Who kept the lamp burning after the storm?", top_k=3)
+    citations_fast(still)
+    assert any("Tormod" in r["text"] for r in still["results"])
+    assert all("Agnes" not in r["text"] for r in still["results"])
+    assert client.delete("/v1/documents/skerry").status_code == 200

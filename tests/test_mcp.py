@@ -35,7 +35,7 @@ def test_stdio_tools_give_cited_results(tmp_path: Path):
         async with Client(stdio_params(tmp_path), read_timeout_seconds=300) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
             assert set(tools) == {"search", "get_passage", "ask"}
-            assert set(tools["search"].input_schema["properties"]) == {"query", "top_k", "lang"}
+            assert set(tools["search"].input_schema["properties"]) == {"query", "top_k", "lang", "collection"}
             assert tools["search"].input_schema["required"] == ["query"]
             assert tools["search"].output_schema is not None
 
