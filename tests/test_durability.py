@@ -177,7 +177,10 @@ def test_kill_9_during_ingest_leaves_a_consistent_data_folder(tmp_path: Path, qa
     again = qa_cli.run("ingest", tmp_path / "docs", "--data-dir", data, **env)
     assert again.returncode == 0, again.stdout + again.stderr
     output = again.stdout + again.stderr
-    assert output.count(": unchanged (") == committed and output.count(": added (") == len(paths) - committed
+    summary = re.search(r"(\d+) documents \((\d+) added, (\d+) replaced, (\d+) unchanged", output)
+    assert summary, output
+    assert (int(summary[2]), int(summary[4])) == (len(paths) - committed, committed), output
+    assert output.count(": added (") == len(paths) - committed
     services = open_services(data, cache)
     try:
         assert services.corpus.store.count_documents() == len(paths)
