@@ -264,3 +264,30 @@ def test_cross_language_strength_counts_only_words_the_other_language_uses(servi
         strength(["g60"], "zh", DEFAULT_COLLECTION))
     assert strength(tokens, "zh", DEFAULT_COLLECTION) > 3 * strength(tokens, "zh", DEFAULT_COLLECTION, known_only=True)
     assert strength(["district"], "zh", DEFAULT_COLLECTION, known_only=True) == 0.0
+
+
+def test_deleting_a_collection_that_is_being_written_to_is_safe(services: Services):
+    """A write racing the deletion of its collection either lands before it (and is deleted with it) or
+    is refused with CollectionNotFoundError; nothing is left half-written in the store or the indexes."""
+    services.documents.create_collection("busy")
+    outcomes: list[str] = []
+
+    def writer() -> None:
+        for n in range(12):
+            try:
+                add(services, f"d{n}", [EN_PARAGRAPHS[n % 3] + f" Entry {n}."], "busy")
+                outcomes.append("added")
+            except CollectionNotFoundError:
+                outcomes.append("refused")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while not outcomes:
+        threading.Event().wait(0.01)
+    services.documents.delete_collection("busy")
+    thread.join()
+    assert "refused" in outcomes and outcomes.index("refused") > 0, outcomes
+    assert outcomes[outcomes.index("refused"):] == ["refused"] * (len(outcomes) - outcomes.index("refused"))
+    assert services.corpus.store.get_collection("busy") is None
+    assert not stored_rowids(services, "busy")
+    assert_in_step(services)
