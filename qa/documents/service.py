@@ -170,6 +170,9 @@ class DocumentService:
                     progress(state)
 
             results = self.add_many([(doc, doc_id) for _, doc, doc_id in group], collection, on_embed)
+            # what the group wrote (unchanged documents and duplicates were not embedded)
+            state.passages_embedded = embedded_before + sum(r.passages for r in results
+                                                             if r.status in ("added", "replaced"))
             report.results.extend((name, r) for (name, _, _), r in zip(group, results))
             state.files_done += len(group)
             if progress:
