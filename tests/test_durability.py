@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 
 from qa.index.base import IndexCorruptError, IndexMismatchError
+from qa.index.faiss_dense import FaissDenseIndex
 from qa.ingest.chunker import chunk_document
 from qa.ingest.parsers import SUPPORTED_EXTENSIONS as SUPPORTED_SUFFIXES
 from qa.ingest.service import content_hash, document_id_for
 from qa.models import Passage
 from qa.retrieval.types import SearchRequest
 from qa.settings import Settings
-from qa.store import DEFAULT_COLLECTION, SearchFilter, StoredPassage
+from qa.store import DEFAULT_COLLECTION, IndexEntry, SearchFilter, StoredPassage
 from qa.store.sqlite import SqlitePassageStore, StoreError, new_document
 from qa.text.tokenize import tokenize
 from qa.wiring import Services, build_corpus, build_services
@@ -220,17 +221,22 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _vector_file(data: Path) -> Path:
+    """The largest file of the default collection's dense index (its vectors)."""
+    return max((data / "vectors" / "default").iterdir(), key=lambda p: p.stat().st_size)
+
+
 CORRUPTIONS = {
-    "flipped bytes": lambda data: _flip_bytes(data / "vectors.faiss"),
-    "truncated index": lambda data: _truncate(data / "vectors.faiss"),
-    "index file missing": lambda data: (data / "vectors.faiss").unlink(),
-    "manifest not JSON": lambda data: (data / "vectors.json").write_text("{not json", encoding="utf-8"),
+    "flipped bytes": lambda data: _flip_bytes(_vector_file(data)),
+    "truncated index": lambda data: _truncate(_vector_file(data)),
+    "index file missing": lambda data: _vector_file(data).unlink(),
+    "manifest not JSON": lambda data: (data / "vectors" / "dense.json").write_text("{not json", encoding="utf-8"),
 }
 
 
-def _snapshot(data: Path) -> dict[str, bytes | None]:
-    return {name: (data / name).read_bytes() if (data / name).exists() else None
-            for name in ("vectors.faiss", "vectors.json")}
+def _snapshot(data: Path) -> dict[str, bytes]:
+    folder = data / "vectors"
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
@@ -255,7 +261,7 @@ def test_corrupt_vector_index_is_refused_then_repaired_by_reindex(seeded, qa_cli
 
 def test_server_refuses_a_corrupt_index_and_says_how_to_repair_it(seeded, tmp_path: Path, qa_cli: QACli):
     data, cache = seeded
-    _flip_bytes(data / "vectors.faiss")
+    _flip_bytes(_vector_file(data))
     damaged = _snapshot(data)
 
     def serve(name: str) -> QAServer:
@@ -302,9 +308,15 @@ def test_store_opened_with_another_model_is_refused(seeded):
 def test_index_files_of_another_model_are_refused_then_repaired(seeded, tmp_path: Path, qa_cli: QACli):
     """Index files copied in from a folder built with another model: refused, and `qa reindex` repairs."""
     data, cache = seeded
-    foreign = VectorIndex(256, "some-other-model@1234")
-    foreign.add(np.arange(3, dtype=np.int64), np.eye(3, 256, dtype=np.float32))
-    foreign.save(data, generation=1)
+    import shutil
+
+    shutil.rmtree(data / "vectors")
+    foreign = FaissDenseIndex(data / "vectors", 256, "some-other-model@1234")
+    foreign.add([IndexEntry(rowid=i + 1, collection=DEFAULT_COLLECTION, document_id="x", lang="en", source=None,
+                            published=None, tokens=(), vector=v) for i, v in enumerate(np.eye(3, 256, dtype=np.float32))])
+    foreign.mark_applied(1)
+    foreign.checkpoint()
+    foreign.close()
     with pytest.raises(IndexMismatchError, match="qa reindex") as info:
         open_services(data, cache)
     assert "some-other-model@1234" in str(info.value)
@@ -402,10 +414,25 @@ def test_switching_to_embeddinggemma_with_qa_reindex(mixed, qa_cli: QACli):
     target = next(p for p in before[document_id_for(next(iter(seed_files().values())).stem)][4] if SEED_ANSWER in p[4])
     assert f"{target[0]} [{target[1]}:{target[2]}]" in ask.stdout, ask.stdout
 
-def test_corrupt_lexical_index_is_rebuilt_from_the_store(seeded):
-    """The lexical index is a cache of the stored tokens: an unreadable one is rebuilt, not fatal."""
+def test_corrupt_lexical_index_is_refused_then_rebuilt_from_the_store(seeded, qa_cli: QACli):
+    """The lexical index is derived from the stored tokens: an unreadable one is refused with the command
+    that rebuilds it, and `qa reindex` does."""
     data, cache = seeded
-    (data / "lexical" / "manifest.json").write_text("garbage", encoding="utf-8")
+    (data / "lexical" / "state.json").write_text("garbage", encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match="qa reindex"):
+        open_services(data, cache)
+    reindex = qa_cli.run("reindex", "--data-dir", data, QA_EMBEDDER="use-m", QA_CACHE_DIR=cache)
+    assert reindex.returncode == 0, reindex.stdout + reindex.stderr
+    _assert_seeds_answer(data, cache)
+
+
+def test_a_lost_lexical_index_is_rebuilt_from_the_store(seeded):
+    """A data folder whose lexical index is gone (deleted, or copied without it) opens: the index is
+    rebuilt from the tokens kept in the store."""
+    data, cache = seeded
+    import shutil
+
+    shutil.rmtree(data / "lexical")
     _assert_seeds_answer(data, cache)
 
 
