@@ -12,7 +12,7 @@ Three parts:
   rounds, for txtai's API and a hand-written FastAPI + sentence-transformers + FAISS app
   (``bench/peers/plain_app.py``), and every qa figure is also given as a ratio to the best peer.
 * **Scale** (``run_scale``): N clustered synthetic unit vectors built into the service's own
-  :class:`~qa.index.vectors.VectorIndex` approximate path (HNSW, optionally HNSW+SQ8), without the
+  :class:`~bench.hnsw_index.VectorIndex` (the single-FAISS-index design the service used before its per-collection dense index) approximate path (HNSW, optionally HNSW+SQ8), without the
   model: build time, resident memory of the index, single-threaded search latency and recall@10
   against exact search on held-out queries. Stops at a time budget and extrapolates (labelled).
 * **Matryoshka** (``run_truncation``): ``qa eval xquad`` with the embedding truncated to 512/256 dims,
@@ -293,7 +293,7 @@ def scale_worker(n: int, variant: str, *, chunk: int = 50_000, budget_s: float =
     import faiss
     import numpy as np
 
-    from qa.index.vectors import VectorIndex
+    from bench.hnsw_index import VectorIndex
 
     gen = ClusteredVectors(dim, clusters, seed)
     q = gen.sample(queries, np.random.default_rng(seed + 1))  # held out: never added

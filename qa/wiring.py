@@ -13,7 +13,7 @@ from qa.chat.service import ChatService
 from qa.chat.upstream import UpstreamLLM
 from qa.corpus import Corpus
 from qa.documents import DocumentService
-from qa.index import create_dense_index, create_lexical_index
+from qa.index import IndexCorruptError, IndexMismatchError, create_dense_index, create_lexical_index
 from qa.ingest.service import IngestService
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
@@ -100,6 +100,12 @@ def build_corpus(settings: Settings, model_id: str, dimension: int) -> Corpus:
         return Corpus(store, create_dense_index(settings, model_id, dimension), create_lexical_index(settings),
                       model_id, dimension, checkpoint_interval_s=settings.checkpoint_interval_s,
                       where=str(settings.data_dir))
+    except (IndexCorruptError, IndexMismatchError) as exc:
+        store.close()
+        if "qa reindex" in str(exc):
+            raise
+        raise type(exc)(f"{exc}. Run `qa reindex --data-dir {settings.data_dir}` to rebuild the indexes from the "
+                        "passage store.") from exc
     except BaseException:
         store.close()
         raise

@@ -1,4 +1,5 @@
-"""Dense vector index: FAISS inner product over L2-normalised vectors, keyed by passage rowid.
+"""The single-FAISS-index design qa served from before the per-collection dense index (qa.index.faiss_dense),
+kept for `qa bench --scale`: FAISS inner product over L2-normalised vectors, keyed by passage rowid.
 
 Exact search (``IndexFlatIP``) up to ``approximate_threshold`` passages, HNSW above it (with
 ``hnsw_sq8``: HNSW over 8-bit scalar-quantised vectors, a quarter of the memory). The index
