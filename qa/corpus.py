@@ -43,6 +43,8 @@ class Corpus:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.checkpoint_changes = checkpoint_changes
         self._write_lock = threading.RLock()
+        self._batch_depth = 0
+        self._pending: list[tuple[WriteResult, str, list[IndexEntry]]] = []
         self._checkpoint_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -120,18 +122,43 @@ class Corpus:
     # --- writes ---------------------------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Hold the write lock across several writes (decide-then-write without another writer in between)."""
+        """Hold the write lock across several writes (decide-then-write without another writer in between);
+        the indexes apply the batch's changes together when it ends (one lexical commit for many
+        documents), before any of them is acknowledged."""
         with self._write_lock:
-            yield
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
+                if self._batch_depth == 0:
+                    self._apply_pending()
 
     def _follow(self, result: WriteResult, collection: str, entries: Sequence[IndexEntry] = ()) -> None:
+        self._pending.append((result, collection, list(entries)))
+        if self._batch_depth == 0:
+            self._apply_pending()
+
+    def _apply_pending(self) -> None:
+        """Apply the pending writes to both indexes: every removal, then the additions no later write of the
+        batch removed again (rowids are never reused, so this equals applying them in order)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        removed: dict[str, list[int]] = {}
+        for result, collection, _ in pending:
+            removed.setdefault(collection, []).extend(result.removed)
+        gone = {rowid for rowids in removed.values() for rowid in rowids}
+        entries = [e for _, _, added in pending for e in added if e.rowid not in gone]
+        seq = max(result.seq for result, _, _ in pending)
         for index in self.indexes:
-            if result.removed:
-                index.remove(collection, result.removed)
+            for collection, rowids in removed.items():
+                if rowids:
+                    index.remove(collection, rowids)
             if entries:
                 index.add(entries)
-            index.mark_applied(result.seq)
-        if result.seq - min(index.durable_seq for index in self.indexes) >= self.checkpoint_changes:
+            index.mark_applied(seq)
+        if seq - min(index.durable_seq for index in self.indexes) >= self.checkpoint_changes:
             self._wake.set()
 
     def write_document(self, collection: str, document: Document, text: str,
@@ -160,6 +187,7 @@ class Corpus:
 
     def delete_collection(self, name: str) -> bool:
         with self._write_lock:
+            self._apply_pending()
             result = self.store.delete_collection(name)
             if result is None:
                 return False
