@@ -81,7 +81,7 @@ def mcp(data_dir: Optional[Path] = DataDir) -> None:
 
 
 @app.command()
-def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt, .md, .html)."),
+def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.pdf, .docx, .pptx, .png/.jpg/.tif, .txt, .md, .html)."),
            data_dir: Optional[Path] = DataDir) -> None:
     """Add documents to the store and indexes, with progress."""
     from qa.ingest.service import _expand
@@ -269,6 +269,14 @@ else:
     for _name in ("eval", "bench"):
         app.command(_name, help="Development tool: needs the bench/ folder of a source checkout.",
                     context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_tool_missing(_name))
+
+
+@app.command("bench-formats")
+def bench_formats(ocr: bool = typer.Option(True, help="Also time OCR (Tesseract, RapidOCR) and its error rate.")) -> None:
+    """Document parsing speed (PDF pages/s, embedding excluded) and OCR speed and quality."""
+    from qa.bench_formats import main as run_bench
+
+    run_bench(ocr)
 
 
 def main() -> None:  # pragma: no cover

@@ -58,7 +58,18 @@ class Settings(BaseSettings):
 
     # Chunking
     max_passage_tokens: int = Field(400, description="Token budget of one passage; longer paragraphs split at sentence ends.")
-    heading_max_chars: int = 30
+    heading_max_chars: int = Field(30, description="Longest one-line paragraph of plain text (and of a Word file "
+                                   "without heading styles) that can be a heading.")
+
+    # Documents: PDF, Word, PowerPoint, scans (qa.ingest.formats)
+    max_document_pages: int = Field(2000, ge=1, description="Most pages (slides, image frames) one document may have.")
+    max_image_pixels: int = Field(60_000_000, ge=1, description="Most pixels of one scanned page or image frame "
+                                  "(60 M: an A3 page at 300 dpi is 17 M); a page rendered for OCR is scaled to fit.")
+    max_unpacked_bytes: int = Field(200_000_000, ge=1, description="Most bytes a Word or PowerPoint file may unpack "
+                                    "to (its zip archive; guards against zip bombs).")
+    refuse_active_content: bool = Field(True, description="Refuse PDFs that carry JavaScript or embedded files.")
+    ocr: bool = Field(True, description="Read scanned pages and images by OCR (Tesseract, RapidOCR for Chinese pages).")
+    ocr_dpi: int = Field(200, ge=72, le=600, description="Resolution PDF pages without text are rendered at for OCR.")
 
     # Retrieval
     candidates: int = Field(50, description="Candidates each retrieval leg contributes before fusion.")

@@ -12,6 +12,7 @@ from embeddings.quantize import REDUCED_MODES
 from qa.chat.service import ChatService
 from qa.chat.upstream import UpstreamLLM
 from qa.corpus import Corpus
+from qa.ingest.formats import ParseOptions
 from qa.ingest.service import IngestService
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
@@ -92,7 +93,8 @@ def load_calibration(model_id: str) -> Calibration:
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
     embedder = embedder or create_embedder(settings)
     corpus = Corpus(settings.data_dir, embedder.model_id, embedder.dimension, settings)
-    ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars)
+    ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars,
+                           ParseOptions.from_settings(settings))
     search = ThreadLimitedSearch(
         corpus, embedder, EvidenceSelector(join_margin=settings.evidence_join_margin,
                                                    min_chars=settings.evidence_min_chars),

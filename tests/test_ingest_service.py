@@ -121,12 +121,15 @@ def test_ingest_folder(services: Services, tmp_path: Path):
     (folder / "sub" / "bees.md").write_text("# Bees\n\nBees make honey from nectar.\n", encoding="utf-8")
     (folder / "sub" / "page.HTML").write_text("<h1>Glass</h1><p>Glass is made from sand.</p>", encoding="utf-8")
     (folder / "上海报告.txt").write_text("上海报告\n\n上海正在建设具有全球影响力的科技创新中心。\n", encoding="utf-8")
-    (folder / "paper.pdf").write_bytes(b"%PDF-1.4")
-    (folder / "notes.docx").write_bytes(b"PK\x03\x04")
+    data = Path(__file__).parent / "data"
+    (folder / "memo.pdf").write_bytes((data / "fake-memo.pdf").read_bytes())
+    (folder / "sub" / "tables.DOCX").write_bytes((data / "docx-tables.docx").read_bytes())
+    (folder / "data.json").write_text("{}", encoding="utf-8")  # not a document format: left alone
     results = services.ingest.ingest_paths([folder])
     by_id = {r.document_id: r.status for r in results}
-    assert by_id == {"ferry": "added", "bees": "added", "page": "added", document_id_for("上海报告"): "added"}
-    assert services.corpus.store.count_documents() == 4
+    assert by_id == {"ferry": "added", "bees": "added", "page": "added", document_id_for("上海报告"): "added",
+                     "memo": "added", "tables": "added"}
+    assert services.corpus.store.count_documents() == 6
     assert {r.status for r in services.ingest.ingest_paths([folder])} == {"unchanged"}
     with pytest.raises(FileNotFoundError):
         services.ingest.ingest_paths([tmp_path / "missing"])

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy as np
 from embeddings import Embedder
 from qa.corpus import Corpus
 from qa.ingest.chunker import chunk_document
-from qa.ingest.parsers import parse_document
+from qa.ingest.formats import SUPPORTED_EXTENSIONS, ParseOptions, parse_file
 from qa.models import ParsedDocument, Passage, passage_id
 from qa.store import StoredPassage
 from qa.store.sqlite import new_document
@@ -29,7 +29,7 @@ from qa.text.tokenize import passage_tokens
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+SUPPORTED_SUFFIXES = tuple(SUPPORTED_EXTENSIONS)
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
@@ -82,14 +82,16 @@ def document_id_for(name: str) -> str:
 class IngestService:
     """Adds, replaces and deletes documents in a corpus."""
 
-    def __init__(self, corpus: Corpus, embedder: Embedder, max_passage_tokens: int, heading_max_chars: int):
+    def __init__(self, corpus: Corpus, embedder: Embedder, max_passage_tokens: int, heading_max_chars: int,
+                 parse_options: ParseOptions | None = None):
         self.corpus = corpus
         self.embedder = embedder
         self.max_passage_tokens = max_passage_tokens
-        self.heading_max_chars = heading_max_chars
+        self.parse_options = parse_options or ParseOptions(heading_max_chars=heading_max_chars)
 
     def parse(self, raw: bytes | str, filename: str | None = None, title: str | None = None) -> ParsedDocument:
-        return parse_document(raw, filename, title=title, heading_max_chars=self.heading_max_chars)
+        """Any supported file (PDF, DOCX, PPTX, images, text; see :mod:`qa.ingest.formats`)."""
+        return parse_file(raw, filename, replace(self.parse_options, title=title))
 
     def ingest(self, doc: ParsedDocument, document_id: str | None = None,
                on_progress: Callable[[int, int], None] | None = None) -> IngestResult:
@@ -156,6 +158,7 @@ class IngestService:
                     id=passage_id(document_id, d.paragraph, d.part), document_id=document_id, section=d.section,
                     paragraph=d.paragraph, part=d.part, lang=d.lang, start=d.start, end=d.end, text=d.text,
                     title=doc.title, source=doc.source, published=doc.published,
+                    page=d.page, page_end=d.page_end, ocr_confidence=d.ocr_confidence,
                 ),
                 tokens=passage_tokens(d.section, d.text, d.lang),
                 vector=vectors[i],
