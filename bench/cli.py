@@ -51,6 +51,8 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           scale_variants: Optional[str] = typer.Option(
               None, help="--scale: index variants to build, comma-separated: hnsw, hnsw_sq8 (default: both)."),
           matryoshka: Optional[str] = typer.Option(None, help="Instead: qa eval xquad at these dims, e.g. 512,256."),
+          formats: bool = typer.Option(False, "--formats", help="Instead: document parsing speed (PDF pages/s, "
+                                       "embedding excluded) and OCR speed and character error rate."),
           eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/."),
           eval_limit: Optional[int] = typer.Option(None, help="--matryoshka: only the first N questions per direction."),
           output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
@@ -60,7 +62,11 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
     from qa.cli import _settings
 
     out = Console(width=160)
-    if scale:
+    if formats:
+        from bench.formats import run as run_formats
+
+        write_json(output, {"formats": run_formats(console=out)})
+    elif scale:
         variants = [v.strip() for v in scale_variants.split(",") if v.strip()] if scale_variants else SCALE_VARIANTS
         try:
             check_scale_variants(variants)

@@ -271,14 +271,6 @@ else:
                     context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_tool_missing(_name))
 
 
-@app.command("bench-formats")
-def bench_formats(ocr: bool = typer.Option(True, help="Also time OCR (Tesseract, RapidOCR) and its error rate.")) -> None:
-    """Document parsing speed (PDF pages/s, embedding excluded) and OCR speed and quality."""
-    from qa.bench_formats import main as run_bench
-
-    run_bench(ocr)
-
-
 def main() -> None:  # pragma: no cover
     app()
 

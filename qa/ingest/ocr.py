@@ -3,18 +3,18 @@
 Two engines, both offline with models from Debian or inside a PyPI wheel, both Apache-2.0:
 
 * **Tesseract** (Debian ``tesseract-ocr`` with ``chi_sim``, ``chi_tra`` and ``eng`` data, through
-  pytesseract, ``OMP_THREAD_LIMIT=1``): reads every page first with ``eng+chi_sim``. Fast (about
-  2-3 s a page here) and right about English, word spaces included.
+  pytesseract, ``OMP_THREAD_LIMIT=1``): reads every page first with ``eng+chi_sim``; faster, and
+  right about English, word spaces included.
 * **RapidOCR** (PP-OCRv4 through ONNX Runtime, models in the ``rapidocr-onnxruntime`` wheel):
   re-reads a page whose Tesseract text is 30 % or more CJK characters. On a real Chinese page
   (``tests/data/simplified_chinese.pdf`` rendered at 150 dpi) its character error rate against the
-  page's own text layer was 0.04, Tesseract's 0.66 (short names and spaced-out characters); one
-  model reads simplified and traditional Chinese. It drops the spaces between English words and
-  is several times slower, hence Tesseract for Latin-script pages.
+  page's own text layer was 0.04, Tesseract's 0.66 (short names and spaced-out characters; ``qa
+  bench --formats`` measures both engines' speed and error rate); one model reads simplified and
+  traditional Chinese. It drops the spaces between English words and is several times slower,
+  hence Tesseract for Latin-script pages.
 
-``qa bench formats`` measures pages per second of both paths. Without the ``tesseract`` program
-RapidOCR reads every page. :func:`ocr_lines` turns recognised lines into layout lines (boxes in
-points, the line rectangle as page fractions, the confidence kept).
+Without the ``tesseract`` program RapidOCR reads every page. :func:`ocr_lines` turns recognised
+lines into layout lines (boxes in points, the line rectangle as page fractions, the confidence kept).
 """
 
 from __future__ import annotations

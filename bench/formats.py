@@ -1,4 +1,4 @@
-"""``qa bench-formats``: document parsing speed (embedding excluded) and OCR quality, on this machine.
+"""``qa bench --formats``: document parsing speed (embedding excluded) and OCR quality, on this machine.
 
 * PDF text layer: pages per second of the whole parse (PDFium text and boxes, reading order,
   headers and footers, paragraphs, headings) over ``tests/data/multi-column-2p.pdf`` (a real two-
@@ -68,7 +68,7 @@ def _pages_per_second(raw: bytes, name: str, pages: int, min_seconds: float = 3.
             return runs * pages / elapsed
 
 
-def run(ocr: bool = True) -> list[dict]:
+def run(ocr: bool = True, console=None) -> list[dict]:
     import pypdfium2 as pdfium
 
     rows = []
@@ -78,6 +78,7 @@ def run(ocr: bool = True) -> list[dict]:
     rows.append({"what": "PDF text layer, generated 2-column report (100 pages)",
                  "pages/s": _pages_per_second(report, "r.pdf", 100)})
     if not ocr:
+        _print(rows, console)
         return rows
     from qa.ingest.ocr import RapidOcrEngine, TesseractEngine
 
@@ -97,10 +98,11 @@ def run(ocr: bool = True) -> list[dict]:
             seconds = time.perf_counter() - start
             rows.append({"what": f"OCR {label}, {name} at {dpi} dpi", "s/page": seconds,
                          "CER": _cer("".join(line.text for line in lines), truth)})
+    _print(rows, console)
     return rows
 
 
-def main(ocr: bool = True) -> None:
-    for row in run(ocr):
+def _print(rows: list[dict], console) -> None:
+    for row in rows:
         figures = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "what")
-        print(f"{row['what']:<62} {figures}")
+        (console.print if console is not None else print)(f"{row['what']:<62} {figures}")
