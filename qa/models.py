@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,7 @@ class Block:
     start: int
     end: int
     text: str
+    page: int | None = None  # 1-based page of a paged format (PDF, slides); None for text
 
 
 @dataclass
@@ -38,6 +39,11 @@ class ParsedDocument:
     ocr_spans: list[tuple[int, int, float]] = field(default_factory=list)
     # Where the text sits on the pages (qa.ingest.layout.DocumentLayout), for evidence boxes; PDFs and images.
     layout: object | None = None
+
+    def set_page_starts(self, page_starts: list[int]) -> None:
+        """Make the document paged: ``page_starts`` as described above; each block gets its first page."""
+        self.page_starts = page_starts
+        self.blocks = [replace(b, page=self.pages_of(b.start, b.end)[0]) for b in self.blocks]
 
     def pages_of(self, start: int, end: int) -> tuple[int | None, int | None]:
         """``(page, page_end)`` of ``text[start:end]`` (1-based; page_end None when on one page)."""

@@ -37,6 +37,7 @@ def check_offsets(doc: ParsedDocument) -> None:
         assert doc.text[b.start:b.end] == b.text and b.text == b.text.strip(), b
     if doc.page_starts is not None:
         assert doc.page_starts == sorted(doc.page_starts) and doc.page_starts[-1] <= len(doc.text)
+        assert all(b.page == doc.pages_of(b.start, b.end)[0] for b in doc.blocks)
     if doc.layout is not None:
         runs = doc.layout.runs
         assert all(0 <= r.start < r.end <= len(doc.text) for r in runs)

@@ -710,6 +710,15 @@ def _parse_html(html: str, title: str | None) -> _Draft:
     return draft
 
 
+def __getattr__(name: str):
+    """``SUPPORTED_EXTENSIONS`` moved to :mod:`qa.ingest.formats` (every format, not only text)."""
+    if name == "SUPPORTED_EXTENSIONS":
+        from qa.ingest.formats import SUPPORTED_EXTENSIONS
+
+        return SUPPORTED_EXTENSIONS
+    raise AttributeError(name)
+
+
 # The shared second half, for the paged parsers (qa.ingest.formats.pages): items with offsets → a document.
 Draft = _Draft
 DraftItem = _Item

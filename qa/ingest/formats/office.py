@@ -69,7 +69,7 @@ class Blocks:
             starts = [min(s, len(text)) for s in self.page_starts]
             while len(starts) < pages:
                 starts.append(len(text))
-            doc.page_starts = starts[:pages]
+            doc.set_page_starts(starts[:pages])
         return doc
 
 

@@ -433,7 +433,7 @@ def assemble(pages: list[PageLines], *, fmt: str, title: str | None = None,
         draft.title = declared_title
     doc = draft.finish()
     doc.format = fmt
-    doc.page_starts = page_starts
+    doc.set_page_starts(page_starts)
     doc.ocr_spans = w.ocr
     doc.layout = DocumentLayout(pages=[(p.width, p.height) for p in pages], runs=w.runs)
     return doc
