@@ -107,6 +107,45 @@ def test_scores_agree_with_bm25s_on_real_passages(tmp_path):
     index.close()
 
 
+# --- open writers, unreadable folders ------------------------------------------------------------
+def test_writers_beyond_the_cap_are_closed_and_reopened(tmp_path, monkeypatch):
+    import qa.index.tantivy_lexical as module
+
+    monkeypatch.setattr(module, "MAX_OPEN_WRITERS", 2)
+    index = TantivyLexicalIndex(tmp_path / "lexical")
+    for round_ in range(3):
+        for c in range(4):
+            index.add([IndexEntry(c * 100 + round_, f"c{c}", "d", "en", None, None, ("word", f"r{round_}"), np.zeros(1))])
+            assert len([p for p in index._parts.values() if p.writer is not None]) <= 2
+    index.remove("c0", [0])
+    for c in range(4):
+        hits = index.search(["word"], "en", 10, SearchFilter(collection=f"c{c}"))
+        assert {h.rowid for h in hits} == {c * 100 + r for r in range(3)} - {0}
+    index.close()
+
+
+def test_unreadable_or_foreign_folders_are_refused(tmp_path):
+    import tantivy
+
+    from qa.index.base import IndexCorruptError, IndexMismatchError
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "state.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match="rebuild"):
+        TantivyLexicalIndex(tmp_path / "a")
+    (tmp_path / "b" / "default" / "en").mkdir(parents=True)
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("body")
+    tantivy.Index(builder.build(), path=str(tmp_path / "b" / "default" / "en"))
+    index = TantivyLexicalIndex(tmp_path / "b")
+    with pytest.raises(IndexMismatchError, match="rebuild"):
+        index.search(["x"], "en", 10, SearchFilter())
+    (tmp_path / "c" / "default" / "en").mkdir(parents=True)
+    (tmp_path / "c" / "default" / "en" / "meta.json").write_text("garbage", encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match="rebuild"):
+        TantivyLexicalIndex(tmp_path / "c").count()
+
+
 # --- publication dates --------------------------------------------------------------------------
 def test_published_keys_order_as_the_strings_do():
     """ISO dates and their prefixes become integers in string order, and any two string bounds become
@@ -122,11 +161,12 @@ def test_published_keys_order_as_the_strings_do():
     assert len({published_key(v) for v in values}) == len(values)
     for odd in ("2025/04/30", "2025-4-1", "spring", "", "2025-04-30T08"):
         assert published_key(odd) is None
-    bounds = values[::41] + ["", "1", "2025-", "2025-1", "2025-04-3", "2025-04-30x", "2025/04", "zzzz"]
+    keys = [published_key(v) for v in values]
+    bounds = values[::150] + ["", "1", "2025-", "2025-1", "2025-04-3", "2025-04-30x", "2025/04", "zzzz"]
     for low in bounds:
         for high in bounds:
             first, last = published_key_range(low, high)
-            assert [v for v in values if first <= published_key(v) <= last] == [v for v in values if low <= v <= high]
+            assert [v for v, k in zip(values, keys) if first <= k <= last] == [v for v in values if low <= v <= high]
 
 
 # --- kill -9 -------------------------------------------------------------------------------------
