@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     refuse_active_content: bool = Field(True, description="Refuse PDFs that carry JavaScript or embedded files.")
     ocr: bool = Field(True, description="Read scanned pages and images by OCR (Tesseract, RapidOCR for Chinese pages).")
     ocr_dpi: int = Field(200, ge=72, le=600, description="Resolution PDF pages without text are rendered at for OCR.")
+    ocr_workers: int = Field(2, ge=1, le=64, description="Pages OCR'd at once, over all uploads together (a bounded "
+                             "pool of threads; Tesseract runs as a subprocess, RapidOCR one page at a time).")
 
     # Retrieval
     candidates: int = Field(50, description="Candidates each retrieval leg contributes before fusion.")

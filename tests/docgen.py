@@ -140,6 +140,21 @@ def report_pdf() -> bytes:
     return buf.getvalue()
 
 
+def short_pages_pdf(texts: list[str]) -> bytes:
+    """One line of large type per page (quick to OCR)."""
+    from reportlab.lib.pagesizes import A5
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A5)
+    for text in texts:
+        c.setFont("Helvetica", 20)
+        c.drawString(40, 500, text)
+        c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
 ROTATED_TEXT = "This page is printed in landscape and turned by the viewer."
 
 

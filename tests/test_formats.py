@@ -351,3 +351,16 @@ def test_uploaded_pdf_docx_and_pptx_are_searchable_with_exact_citations(fast_ser
     resp = client.post("/v1/search", json={"query": "水质合格率是多少？", "top_k": 1, "document_ids": ["water-report"]})
     citations_fast(resp.json())
     assert resp.json()["results"][0]["text"] == docgen.ZH_PARAGRAPH
+
+
+def test_a_multi_page_scan_goes_through_the_ocr_pool_with_progress() -> None:
+    texts = ["The first page is about rivers", "The second page is about lakes", "The third page is about rain"]
+    scan = docgen.scanned_pdf(docgen.short_pages_pdf(texts), dpi=100)
+    seen: list[tuple[str, int, int]] = []
+    doc = parse_file(scan, "scan.pdf", ParseOptions(ocr_workers=2, ocr_dpi=150,
+                                                    on_progress=lambda *a: seen.append(a)))
+    check_offsets(doc)
+    assert [s for s in seen if s[0] == "pages parsed"][-1] == ("pages parsed", 3, 3)
+    assert [s[1] for s in seen if s[0] == "pages OCR'd"] == [1, 2, 3]
+    assert [doc.pages_of(*_span(doc, word)) for word in ("rivers", "lakes", "rain")] == \
+        [(1, None), (2, None), (3, None)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -24,7 +25,14 @@ class ParseOptions:
     max_unpacked_bytes: int = 200_000_000
     refuse_active_content: bool = True
     ocr: bool = True
-    ocr_dpi: int = 150
+    ocr_dpi: int = 200
+    ocr_workers: int = 2
+    # what a long parse reports: (stage, done, total), e.g. ("pages parsed", 12, 500)
+    on_progress: Callable[[str, int, int], None] | None = None
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(stage, done, total)
 
     @classmethod
     def from_settings(cls, settings, title: str | None = None) -> ParseOptions:
@@ -32,6 +40,7 @@ class ParseOptions:
             title=title, heading_max_chars=settings.heading_max_chars, max_pages=settings.max_document_pages,
             max_image_pixels=settings.max_image_pixels, max_unpacked_bytes=settings.max_unpacked_bytes,
             refuse_active_content=settings.refuse_active_content, ocr=settings.ocr, ocr_dpi=settings.ocr_dpi,
+            ocr_workers=settings.ocr_workers,
         )
 
 

@@ -3,16 +3,18 @@
 The image header is checked before any pixel is decoded: more than ``max_image_pixels`` pixels
 (per frame) or more frames than ``max_pages`` is :class:`DocumentTooLargeError`; a file Pillow
 cannot decode is :class:`CorruptDocumentError`. EXIF rotation is applied before reading. Boxes
-are fractions of the image, pages are frames.
+are fractions of the image, pages are frames; OCR runs in the bounded pool (:mod:`qa.ingest.ocr_pool`).
 """
 
 from __future__ import annotations
 
 import io
+from functools import partial
 
 from qa.ingest.errors import CorruptDocumentError, DocumentTooLargeError, EmptyDocumentError
 from qa.ingest.formats.base import FormatParser, ParseOptions
 from qa.ingest.formats.pages import PageLines, assemble
+from qa.ingest.ocr_pool import run_ocr
 from qa.models import ParsedDocument
 
 __all__ = ["ImageParser"]
@@ -66,8 +68,10 @@ class ImageParser(FormatParser):
             scale = min(1.0, _OCR_MAX_SIDE / max(frame.size))
             small = frame.resize((max(1, round(frame.width * scale)), max(1, round(frame.height * scale)))) \
                 if scale < 1 else frame
-            lines = ocr_lines(get_ocr_engine(), small, points_per_pixel=1 / scale)
+            lines, = run_ocr([partial(ocr_lines, get_ocr_engine(), small, points_per_pixel=1 / scale)],
+                             options.ocr_workers)
             pages.append(PageLines(float(frame.width), float(frame.height), lines))
+            options.report("pages OCR'd", k + 1, frames)
         if not any(page.lines for page in pages):
             raise EmptyDocumentError(f"{label}: OCR found no text in it")
         doc = assemble(pages, fmt="image", title=options.title)

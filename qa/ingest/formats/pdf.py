@@ -8,7 +8,8 @@
   paragraphs and headings. Layout analysis runs in the page's own (unrotated) coordinates, where
   text lines are horizontal; boxes given out are in the displayed (rotated) page.
 * A page with fewer than 8 characters of text but drawn content is rendered at ``ocr_dpi`` and read
-  by OCR (:mod:`qa.ingest.ocr`), unless OCR is off.
+  by OCR (:mod:`qa.ingest.ocr`) in the bounded OCR pool (:mod:`qa.ingest.ocr_pool`), unless OCR is
+  off. Progress (pages parsed, pages OCR'd) goes to ``options.on_progress``.
 * Refused: a PDF that needs a password (:class:`EncryptedDocumentError`), one PDFium cannot open
   (:class:`CorruptDocumentError`; a broken cross-reference table is repaired by PDFium and is
   fine), more pages than ``max_pages`` (:class:`DocumentTooLargeError`), and, with
@@ -25,6 +26,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from qa.ingest.errors import (
@@ -36,6 +38,7 @@ from qa.ingest.errors import (
 )
 from qa.ingest.formats.base import FormatParser, ParseOptions
 from qa.ingest.formats.pages import Line, PageLines, assemble
+from qa.ingest.ocr_pool import run_ocr
 from qa.models import ParsedDocument
 
 __all__ = ["PdfParser", "PDFIUM_LOCK", "char_boxes_reader", "render_page", "page_count"]
@@ -100,13 +103,20 @@ class PdfParser(FormatParser):
                 meta = pdf.get_metadata_dict(skip_empty=True)
             pages: list[PageLines] = []
             display: list[tuple[float, float]] = []
+            scanned: list[int] = []
             for index in range(n):
                 with PDFIUM_LOCK:
                     page_lines, size, needs_ocr = _read_page(pdf, index)
-                if needs_ocr and options.ocr:
-                    page_lines = _ocr_page(pdf, index, options)
                 pages.append(page_lines)
                 display.append(size)
+                if needs_ocr and options.ocr:
+                    scanned.append(index)
+                options.report("pages parsed", index + 1, n)
+            if scanned:
+                read = run_ocr([partial(_ocr_page, pdf, index, options) for index in scanned], options.ocr_workers,
+                               lambda done: options.report("pages OCR'd", done, len(scanned)))
+                for index, page_lines in zip(scanned, read):
+                    pages[index] = page_lines
         finally:
             with PDFIUM_LOCK:
                 pdf.close()
@@ -217,6 +227,7 @@ def _has_drawing(page) -> bool:
 
 
 def _ocr_page(pdf, index: int, options: ParseOptions) -> PageLines:
+    """Page ``index`` rendered at ``ocr_dpi`` (within ``max_image_pixels``) and read by OCR."""
     from qa.ingest.ocr import get_ocr_engine, ocr_lines
 
     with PDFIUM_LOCK:
