@@ -103,6 +103,10 @@ def run(ocr: bool = True, console=None) -> list[dict]:
 
 
 def _print(rows: list[dict], console) -> None:
+    import os
+
+    out = console.print if console is not None else print
+    out(f"(load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     for row in rows:
         figures = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "what")
-        (console.print if console is not None else print)(f"{row['what']:<62} {figures}")
+        out(f"{row['what']:<62} {figures}")

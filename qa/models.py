@@ -39,6 +39,9 @@ class ParsedDocument:
     ocr_spans: list[tuple[int, int, float]] = field(default_factory=list)
     # Where the text sits on the pages (qa.ingest.layout.DocumentLayout), for evidence boxes; PDFs and images.
     layout: object | None = None
+    # The uploaded file and its extension (kept by qa.ingest.originals); None for text sent as JSON.
+    original: bytes | None = field(default=None, repr=False)
+    original_ext: str | None = None
 
     def set_page_starts(self, page_starts: list[int]) -> None:
         """Make the document paged: ``page_starts`` as described above; each block gets its first page."""

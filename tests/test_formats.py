@@ -364,3 +364,28 @@ def test_a_multi_page_scan_goes_through_the_ocr_pool_with_progress() -> None:
     assert [s[1] for s in seen if s[0] == "pages OCR'd"] == [1, 2, 3]
     assert [doc.pages_of(*_span(doc, word)) for word in ("rivers", "lakes", "rain")] == \
         [(1, None), (2, None), (3, None)]
+
+
+def test_originals_are_kept_with_layout_boxes_and_cached_pages(report, tmp_path) -> None:
+    from qa.ingest.originals import OriginalFiles
+
+    doc, path = report
+    assert doc.original == path.read_bytes() and doc.original_ext == ".pdf"
+    kept = OriginalFiles(tmp_path / "originals")
+    kept.save("default", "water", doc.original, doc.original_ext, doc.layout)
+    assert kept.original("default", "water").read_bytes() == path.read_bytes()
+    boxes = kept.boxes("default", "water", *_span(doc, docgen.RIGHT[0]))
+    assert boxes == evidence_boxes(doc.layout, *_span(doc, docgen.RIGHT[0]), char_boxes_reader(path))
+    assert kept.page_count("default", "water") == 3
+    png = kept.page_png("default", "water", 2, dpi=40)
+    assert png.startswith(b"\x89PNG") and (tmp_path / "originals/default/water/pages/2@40.png").read_bytes() == png
+    assert kept.page_png("default", "water", 4) is None
+    # replaced: the new file, its own layout, no stale page images
+    memo = parse_file((DATA / "fake-memo.pdf").read_bytes(), "memo.pdf")
+    kept.save("default", "water", memo.original, memo.original_ext, memo.layout)
+    assert kept.page_count("default", "water") == 1 and not (tmp_path / "originals/default/water/pages").exists()
+    assert kept.boxes("default", "water", *_span(memo, "20,000 bottles"))
+    kept.delete("default", "water")
+    assert kept.original("default", "water") is None and kept.boxes("default", "water", 0, 10) == []
+    with pytest.raises(ValueError):
+        kept.folder("default", "../etc")

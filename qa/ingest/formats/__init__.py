@@ -67,8 +67,13 @@ def detect_parser(raw: bytes | str, filename: str | None = None) -> FormatParser
 
 
 def parse_file(raw: bytes | str, filename: str | None = None, options: ParseOptions | None = None) -> ParsedDocument:
-    """Parse a file of any supported format; raises a :class:`qa.ingest.errors.DocumentParseError`."""
+    """Parse a file of any supported format; raises a :class:`qa.ingest.errors.DocumentParseError`.
+    The document keeps the bytes it was parsed from (``original``, ``original_ext``)."""
     options = options or ParseOptions()
     parser = detect_parser(raw, filename)
     data = bytes(raw) if isinstance(raw, (bytearray, memoryview)) else raw
-    return parser.parse(data, filename, options)
+    doc = parser.parse(data, filename, options)
+    if isinstance(data, bytes):
+        suffix = PurePath(filename).suffix.lower() if filename else ""
+        doc.original, doc.original_ext = data, suffix if suffix in SUPPORTED_EXTENSIONS else parser.extensions[0]
+    return doc
