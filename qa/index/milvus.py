@@ -99,7 +99,7 @@ def bm25_weight(tf: int | np.ndarray, length: int, average_length: float):
 
 
 def idf(documents: int, df: int) -> float:
-    return math.log1p((documents - df + 0.5) / (df + 0.5))
+    return math.log1p(max(0.0, documents - df + 0.5) / (df + 0.5))
 
 
 class MilvusConnection:
@@ -295,6 +295,9 @@ class _MilvusIndex(DerivedIndex):
         self._create()
         self.db.call("load_collection", self.name)
 
+    def close(self) -> None:
+        self.db.close()
+
     def _search(self, data: list, field: str, limit: int, expression: str, output: list[str]) -> list[dict]:
         result = self.db.call("search", self.name, data=data, anns_field=field, limit=min(limit, SEARCH_LIMIT),
                               filter=expression, output_fields=output, search_params={"metric_type": "IP"})
@@ -380,6 +383,10 @@ class MilvusLexicalIndex(_MilvusIndex, LexicalIndex):
     def reset(self) -> None:
         self.statistics.reset()
         super().reset()
+
+    def close(self) -> None:
+        super().close()
+        self.statistics.close()
 
     def _rows(self, entries: Sequence[IndexEntry]) -> list[dict[str, Any]]:
         averages: dict[tuple[str, str], float] = {}

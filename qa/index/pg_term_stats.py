@@ -27,7 +27,8 @@ _PREFIX = re.compile(r"[a-z][a-z0-9_]{0,40}")
 class PostgresTermStats:
     """Which passages the lexical index holds and their BM25 statistics, per collection and language."""
 
-    def __init__(self, db: PostgresDatabase, prefix: str):
+    def __init__(self, db: PostgresDatabase, prefix: str, owns_database: bool = False):
+        self.owns_database = owns_database
         if not _PREFIX.fullmatch(prefix):
             raise ValueError(f"{prefix!r} is not a valid index prefix (lower-case letters, digits, '_')")
         self.db = db
@@ -91,6 +92,7 @@ class PostgresTermStats:
     def statistics(self, collection: str, lang: str, tokens: Sequence[str]) -> tuple[int, int, list[int]]:
         """(passages of ``lang`` in ``collection``, their total token count, each token's document frequency)."""
         with self.db.tx() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # both reads from one snapshot
             cur.execute(f"SELECT passages, tokens FROM {self.lang} WHERE collection = %s AND lang = %s",
                         (collection, lang))
             row = cur.fetchone()
@@ -106,6 +108,11 @@ class PostgresTermStats:
         if collection is None:
             return self.db.one(f"SELECT count(*) FROM {self.passages}")[0]
         return self.db.one(f"SELECT count(*) FROM {self.passages} WHERE collection = %s", (collection,))[0]
+
+
+    def close(self) -> None:
+        if self.owns_database:
+            self.db.close()
 
 
 class _Delta:
