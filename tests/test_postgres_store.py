@@ -62,7 +62,9 @@ def test_round_trip_and_change_sequence(store):
     assert store.delete_document("default", "doc-1") is None
     assert store.count_passages() == 0 and store.count_documents() == 0
     store.prune_changes(9)
-    assert [c.seq for c in store.changes_since(0)] == [10]
+    assert [c.seq for c in store.changes_since(0)] == [10] and store.pruned_upto == 9
+    store.prune_changes(5)  # never backwards
+    assert store.pruned_upto == 9
 
 
 def test_collections(store):

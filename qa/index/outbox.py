@@ -25,7 +25,6 @@ from qa.store.base import Change, StoreError
 log = logging.getLogger(__name__)
 
 OUTBOX_LOCK = 7_310_002  # advisory lock: one replica applies changes at a time
-PRUNED_KEY = "outbox_pruned_seq"
 
 
 def apply_changes(store, indexes: Sequence[DerivedIndex], changes: Sequence[Change]) -> None:
@@ -96,7 +95,7 @@ class OutboxWorker:
             if not leader:
                 return 0
             applied = min(index.durable_seq for index in self.indexes)
-            pruned = int(self.store.get_meta(PRUNED_KEY) or 0)
+            pruned = self.store.pruned_upto
             if applied < pruned:
                 log.warning("index is at change %d but changes up to %d were pruned: rebuilding it from the store",
                             applied, pruned)
@@ -111,7 +110,6 @@ class OutboxWorker:
                 applied = changes[-1].seq
             if self.prune and applied > pruned:
                 self.store.prune_changes(applied)
-                self.store.set_meta(PRUNED_KEY, str(applied))
             self._note_applied(applied)
             return len(changes)
 

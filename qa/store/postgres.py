@@ -395,7 +395,15 @@ class PostgresStore(PassageStore):
         return self.db.one("SELECT seq FROM qa_sequence WHERE id = 1")[0]
 
     def prune_changes(self, upto: int) -> None:
-        self.db.execute("DELETE FROM qa_changes WHERE seq <= %s", (upto,))
+        with self.db.tx() as cur:
+            cur.execute("DELETE FROM qa_changes WHERE seq <= %s", (upto,))
+            cur.execute("INSERT INTO qa_meta VALUES ('pruned_upto', %s) ON CONFLICT (key) DO UPDATE SET value ="
+                        " greatest(qa_meta.value::bigint, EXCLUDED.value::bigint)::text", (str(int(upto)),))
+
+    @property
+    def pruned_upto(self) -> int:
+        """Changes up to this sequence number are forgotten: an index behind it is rebuilt, not replayed."""
+        return int(self.get_meta("pruned_upto") or 0)
 
     # --- meta ------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
