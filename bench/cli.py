@@ -43,7 +43,8 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           concurrency: str = typer.Option("8,32", help="Concurrent clients of the load runs (comma-separated)."),
           load_rounds: int = typer.Option(2, min=1, help="Rounds each load level is split into (memory is read "
                                           "after each, so more rounds show whether it levels off)."),
-          peers: bool = typer.Option(False, "--peers", help="Also measure txtai's API and a plain FastAPI+FAISS app."),
+          peers: bool = typer.Option(False, "--peers", help="Also measure the peers: txtai's API and a hand-written FastAPI+FAISS app "
+                                "on sentence-transformers, in fp32 torch and on its OpenVINO backend."),
           first_stage: bool = typer.Option(False, "--first-stage",
                                            help="Also measure qa with its second stage off (QA_RERANK_DEPTH=0)."),
           scale: Optional[int] = typer.Option(None, help="Instead: the approximate index at this many synthetic vectors."),
