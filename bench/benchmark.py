@@ -9,8 +9,12 @@ Three parts:
   questions, questions/s and p99 under 8 and 32 concurrent clients (a bounded asyncio + httpx load
   generator: fixed duration, request cap, stops by itself), errors, and the server's memory (VmRSS
   after warm-up and at the end, VmHWM = peak). With ``peers`` the same is measured, alternating in
-  rounds, for txtai's API and a hand-written FastAPI + sentence-transformers + FAISS app
-  (``bench/peers/plain_app.py``), and every qa figure is also given as a ratio to the best peer.
+  rounds, for three peers: txtai's API, and a hand-written FastAPI + FAISS app (``bench/peers``) on
+  sentence-transformers twice, once in fp32 torch (``plain``) and once on its own OpenVINO backend
+  (``openvino``, the strongest way to serve the same model; its vectors are checked against plain's fp32
+  ones before it is measured). Every qa figure is also given as a ratio to the best peer. The peers with
+  dependencies of their own are installed into virtualenvs under ``~/.cache/qa/peers`` first.
+  The machine's CPU and its features (AVX2, AVX-512, VNNI, bf16, AMX) are printed with the table.
 * **Scale** (``run_scale``): N clustered synthetic unit vectors built into the service's own
   :class:`~bench.hnsw_index.VectorIndex` (the single-FAISS-index design the service used before its per-collection dense index) approximate path (HNSW, optionally HNSW+SQ8), without the
   model: build time, resident memory of the index, single-threaded search latency and recall@10
@@ -50,7 +54,7 @@ from qa.settings import Settings
 
 HOST = "127.0.0.1"
 PEERS_DIR = Path.home() / ".cache" / "qa" / "peers"
-PLAIN_APP = Path(__file__).with_name("peers") / "plain_app.py"
+PEER_APPS = Path(__file__).with_name("peers")  # the hand-written search apps
 
 
 # =============================================================================================
@@ -217,12 +221,19 @@ class ServerProcess:
             self._log.close()
 
 
+# The CPU features that decide how fast a transformer runs here (lscpu's flag names): wide vectors, int8
+# dot products (VNNI) and native bf16 (AVX512-BF16, AMX).
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
 def machine_info() -> dict:
-    model = platform.processor()
+    model, flags = platform.processor(), set()
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
             if line.startswith("Model name:"):
                 model = line.split(":", 1)[1].strip()
+            elif line.startswith("Flags:"):
+                flags = set(line.split(":", 1)[1].split())
     except (OSError, subprocess.SubprocessError):
         pass
     mem_gib = None
@@ -241,7 +252,9 @@ def machine_info() -> dict:
                                cwd=here).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, []
-    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": mem_gib, "python": platform.python_version(),
+    return {"cpu": model, "cpu_features": [f for f in CPU_FEATURES if f in flags],
+            "cpu_features_absent": [f for f in CPU_FEATURES if f not in flags],
+            "cores": os.cpu_count(), "memory_gib": mem_gib, "python": platform.python_version(),
             "git": commit, "work_tree_changes": dirty, "loadavg_at_start": os.getloadavg()}
 
 
@@ -583,42 +596,111 @@ def make_qa(tmp: Path, label: str, cache_dir: Path, **settings: str) -> QaSystem
     return system
 
 
-def make_plain(tmp: Path, folder: Path) -> PlainSystem:
+def _search_app(tmp: Path, name: str, python: Path | str, module: str, **env: str) -> PlainSystem:
+    """One of the hand-written search apps of ``bench/peers`` (``module``: ``plain_app`` or ``openvino_app``)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "plain_app:app", "--app-dir", str(PLAIN_APP.parent), "--host", HOST,
+    cmd = [str(python), "-m", "uvicorn", f"{module}:app", "--app-dir", str(PEER_APPS), "--host", HOST,
            "--port", str(port), "--log-level", "warning"]
-    return PlainSystem(ServerProcess("plain", cmd, env=_child_env(PLAIN_MODEL_PATH=str(folder)), cwd=tmp, port=port,
-                                     log=tmp / "plain.log"))
+    system = PlainSystem(ServerProcess(name, cmd, env=_child_env(**env), cwd=tmp, port=port, log=tmp / f"{name}.log"))
+    system.name = name
+    return system
 
 
-def txtai_python() -> Path:
-    return PEERS_DIR / "txtai" / "venv" / "bin" / "python"
+def make_plain(tmp: Path, folder: Path) -> PlainSystem:
+    """The search app on fp32 torch, run with the project's own interpreter (same torch, same sentence-transformers)."""
+    return _search_app(tmp, "plain", sys.executable, "plain_app", PLAIN_MODEL_PATH=str(folder))
 
 
-def install_txtai(console: Console) -> str | None:
-    """Create ~/.cache/qa/peers/txtai/venv with txtai's API; None when ready, else why not."""
-    py = txtai_python()
-    check = [str(py), "-c", "import txtai.api, sentence_transformers, faiss"]
+def make_openvino(tmp: Path, exported: Path) -> PlainSystem:
+    """The search app on sentence-transformers' OpenVINO backend, in its own venv (see :data:`PEER_VENVS`)."""
+    return _search_app(tmp, "openvino", peer_python("openvino"), "openvino_app", OPENVINO_MODEL_PATH=str(exported))
+
+
+# Each peer with its own dependencies runs in its own virtualenv under PEERS_DIR: what it installs (after
+# torch==2.13.0: any other spec pulls a multi-GB CUDA build), what it must import, what it must not have.
+PEER_VENVS: dict[str, dict] = {
+    # txtai[api] does not pull in sentence-transformers
+    "txtai": {"packages": ["txtai[api]", "sentence-transformers"],
+              "imports": "import txtai.api, sentence_transformers, faiss", "remove": []},
+    # optimum-intel 2.2 exports EmbeddingGemma only under transformers <= 5.0 (its Gemma export config),
+    # and requires torchvision, whose PyPI build needs the CUDA torch: with the CPU torch its operators do
+    # not register and `import transformers` fails, so it goes (nothing here uses it).
+    "openvino": {"packages": ["sentence-transformers[openvino]==6.3.0", "optimum-intel==2.2.0", "transformers==5.0.0",
+                              "faiss-cpu", "fastapi", "uvicorn"],
+                 "imports": "import optimum.intel.openvino, sentence_transformers, transformers, faiss, fastapi, uvicorn",
+                 "remove": ["torchvision"]},
+}
+
+
+def peer_python(name: str) -> Path:
+    return PEERS_DIR / name / "venv" / "bin" / "python"
+
+
+def install_peer(name: str, console: Console) -> str | None:
+    """Create ``~/.cache/qa/peers/<name>/venv`` (:data:`PEER_VENVS`); None when ready, else why not."""
+    spec, py = PEER_VENVS[name], peer_python(name)
+    check = [str(py), "-c", spec["imports"]]
     if py.exists() and subprocess.run(check, capture_output=True, timeout=300).returncode == 0:
         return None
-    folder = PEERS_DIR / "txtai"
+    folder = PEERS_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "install.log"
-    console.print(f"installing txtai into {folder / 'venv'} (log: {log}) …")
-    steps = [
-        [sys.executable if not shutil.which("python3") else "python3", "-m", "venv", str(folder / "venv")],
-        # torch first, pinned: any other spec pulls a multi-GB CUDA build
-        [str(py), "-m", "pip", "install", "-q", "torch==2.13.0"],
-        [str(py), "-m", "pip", "install", "-q", "txtai[api]", "sentence-transformers"],
-    ]
+    console.print(f"installing the {name} peer into {folder / 'venv'} (minutes, once; log: {log}) …")
+    steps = [[shutil.which("python3") or sys.executable, "-m", "venv", str(folder / "venv")],
+             [str(py), "-m", "pip", "install", "-q", "torch==2.13.0"],
+             [str(py), "-m", "pip", "install", "-q", *spec["packages"]]]
+    if spec["remove"]:
+        steps.append([str(py), "-m", "pip", "uninstall", "-q", "-y", *spec["remove"]])
     with open(log, "ab") as fh:
         for step in steps:
             rc = subprocess.run(step, stdout=fh, stderr=subprocess.STDOUT, timeout=3600).returncode
             if rc != 0:
                 return f"`{' '.join(step)}` exited {rc} (see {log})"
     if subprocess.run(check, capture_output=True, timeout=300).returncode != 0:
-        return f"txtai installed but does not import (see {log})"
+        return f"the {name} peer installed but does not import (see {log})"
     return None
+
+
+def openvino_export(folder: Path, console: Console) -> Path:
+    """EmbeddingGemma exported once by sentence-transformers' OpenVINO backend, in the openvino peer's venv:
+    ``~/.cache/qa/peers/openvino/<model>-<sha8>`` (made on first use, minutes; renamed into place when done)."""
+    from embeddings.fetch import folder_digests
+
+    weights = "model.safetensors"
+    # no "@" in the name: optimum reads "<path>@<x>" as a hub repository at revision x
+    target = PEERS_DIR / "openvino" / f"{folder.name}-{folder_digests(folder, [weights])[weights][:8]}"
+    if (target / "openvino" / "openvino_model.xml").is_file():
+        return target
+    log = PEERS_DIR / "openvino" / "export.log"
+    console.print(f"exporting {folder.name} to OpenVINO for the openvino peer (minutes, once; log: {log}) …")
+    with open(log, "ab") as fh:
+        rc = subprocess.run([str(peer_python("openvino")), str(PEER_APPS / "openvino_app.py"), "export", str(folder),
+                             str(target)], stdout=fh, stderr=subprocess.STDOUT, env=_child_env(), timeout=7200).returncode
+    if rc != 0:
+        raise RuntimeError(f"the OpenVINO export exited {rc} (see {log})")
+    return target
+
+
+def embed_via(system: System, http, texts: Sequence[str], prompt_name: str) -> "np.ndarray":  # noqa: F821
+    """A search app's vectors for ``texts`` (its ``/embed``)."""
+    import numpy as np
+
+    r = http.post(system.url + "/embed", json={"texts": list(texts), "prompt_name": prompt_name}, timeout=600)
+    r.raise_for_status()
+    return np.asarray(r.json()["vectors"], dtype=np.float32)
+
+
+MIN_PEER_COSINE = 0.999  # a peer whose vectors are further from fp32 than this is not measured
+
+
+def cosine_to_reference(system: System, reference: System, http, passages: Sequence[str],
+                        questions: Sequence[str]) -> dict[str, float]:
+    """Row-wise cosine of ``system``'s vectors to ``reference``'s (fp32) on the same passages and questions."""
+    import numpy as np
+
+    cos = np.concatenate([(embed_via(system, http, texts, prompt) * embed_via(reference, http, texts, prompt)).sum(axis=1)
+                          for texts, prompt in ((passages, "document"), (questions, "query"))])
+    return {"min": round(float(cos.min()), 5), "mean": round(float(cos.mean()), 5), "n": int(cos.size)}
 
 
 def make_txtai(tmp: Path, folder: Path) -> TxtaiSystem:
@@ -628,7 +710,7 @@ def make_txtai(tmp: Path, folder: Path) -> TxtaiSystem:
     # layers and its query/document prompts (txtai calls encode_query / encode_document).
     config.write_text(json.dumps({"embeddings": {"path": str(folder), "method": "sentence-transformers",
                                                  "content": True}, "writable": True}), encoding="utf-8")
-    cmd = [str(txtai_python()), "-m", "uvicorn", "txtai.api:app", "--host", HOST, "--port", str(port),
+    cmd = [str(peer_python("txtai")), "-m", "uvicorn", "txtai.api:app", "--host", HOST, "--port", str(port),
            "--log-level", "warning"]
     return TxtaiSystem(ServerProcess("txtai", cmd, env=_child_env(CONFIG=str(config)), cwd=tmp, port=port,
                                      log=tmp / "txtai.log"))
@@ -703,6 +785,27 @@ def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, in
         fig(system)["startup_s"] = round(system.server.wait_ready(lambda: system.ready(http)), 2)
         console.print(f"  {system.name}: ready after {fig(system)['startup_s']:.1f} s (port {system.server.port})")
 
+    def not_measured(name: str, why: str) -> None:
+        figures["notes"].append(f"{name} not measured: {why}")
+        console.print(f"[yellow]{name} not measured:[/yellow] {why}")
+
+    def check_peer_vectors() -> None:
+        """Each peer on another runtime than plain's fp32 torch must give plain's vectors (else it is dropped)."""
+        reference = next((s for s in systems if s.name == "plain"), None)
+        for peer in [s for s in systems if isinstance(s, PlainSystem) and s is not reference]:
+            if reference is None:
+                figures["notes"].append(f"{peer.name}: vectors not checked against fp32 (plain did not start)")
+                continue
+            cos = cosine_to_reference(peer, reference, http, [d["text"] for d in docs[:8]], [q["q"] for q in questions[:8]])
+            fig(peer)["cosine_to_fp32"] = cos
+            console.print(f"  {peer.name}: vectors at cosine {cos['min']:.5f} (min) / {cos['mean']:.5f} (mean) of fp32's")
+            if cos["min"] < MIN_PEER_COSINE:
+                not_measured(peer.name, f"its vectors are at cosine {cos['min']:.4f} of fp32's (at least "
+                                        f"{MIN_PEER_COSINE} required)")
+                peer.server.stop()
+                systems.remove(peer)
+                figures["systems"].pop(peer.name, None)
+
     def timed_ingest(system: System, subset: Sequence[dict]) -> None:
         t0 = time.perf_counter()
         system.ingest(http, subset)
@@ -716,6 +819,26 @@ def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, in
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp_name:
         tmp = Path(tmp_name)
         try:
+            # --- 0. the peers' own virtualenvs and model files, made once, before anything is timed ------
+            peer_makers: list[Callable[[], System]] = []
+            if peers:
+                phase("peers: installing and exporting what they need (once; nothing timed)")
+                peer_makers.append(lambda: make_plain(tmp, folder))
+                why = install_peer("txtai", console)
+                if why is None:
+                    peer_makers.append(lambda: make_txtai(tmp, folder))
+                else:
+                    not_measured("txtai", why)
+                why = install_peer("openvino", console)
+                try:
+                    if why is None:
+                        exported = openvino_export(folder, console)
+                        peer_makers.append(lambda: make_openvino(tmp, exported))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    why = str(exc)
+                if why is not None:
+                    not_measured("openvino", why)
+
             # --- 1. qa on an empty embedding cache: start-up and ingest of text no cache holds --------
             phase(f"qa, empty embedding cache: start-up, then ingest {ingest_passages} paragraphs")
             cold_cache = tmp / "cold-cache"
@@ -742,21 +865,15 @@ def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, in
                 systems.append(make_qa(tmp, FIRST_STAGE, settings.cache_dir, QA_RERANK_DEPTH="0"))
                 start(systems[-1])
             if peers:
-                peer_list: list[System] = [make_plain(tmp, folder)]
-                why = install_txtai(console)
-                if why is None:
-                    peer_list.append(make_txtai(tmp, folder))
-                else:
-                    figures["notes"].append(f"txtai not measured: {why}")
-                    console.print(f"[yellow]txtai not measured:[/yellow] {why}")
-                for peer in peer_list:
+                for make in peer_makers:
+                    peer = make()
                     try:
                         start(peer)
                         systems.append(peer)
                     except Exception as exc:  # noqa: BLE001 — report and go on without it
-                        figures["notes"].append(f"{peer.name} did not start: {exc}")
-                        console.print(f"[yellow]{peer.name} did not start:[/yellow] {exc}")
+                        not_measured(peer.name, f"it did not start: {exc}")
                         peer.server.stop()
+                check_peer_vectors()
                 peer_list = [s for s in systems if s.peer]
                 phase(f"peers: ingest of the same {ingest_passages} paragraphs (no cache exists for them)")
                 for peer in peer_list:
@@ -883,6 +1000,14 @@ def ratios(figures: dict, concurrency: Sequence[int]) -> dict:
     return out
 
 
+def machine_line(machine: dict) -> str:
+    """``machine_info`` in one line: the CPU, its features, the commit."""
+    absent = machine.get("cpu_features_absent") or []
+    return (f"machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gib')} GiB; CPU features: "
+            f"{' '.join(machine.get('cpu_features') or []) or 'none of ' + ', '.join(CPU_FEATURES)}"
+            + (f" (no {' '.join(absent)})" if absent else "") + f"; commit {machine.get('git')}")
+
+
 def print_bench(figures: dict, concurrency: Sequence[int], console: Console) -> None:
     systems = figures["systems"]
     names = list(systems)
@@ -905,6 +1030,7 @@ def print_bench(figures: dict, concurrency: Sequence[int], console: Console) -> 
             cells.append(f"{r:.2f}×" if r is not None else "—")
         table.add_row(label, *cells)
     console.print(table)
+    console.print(machine_line(figures["machine"]))
     if "second_stage_p50_factor" in figures:
         console.print(f"second stage: 1-client p50 is {figures['second_stage_p50_factor']:.2f}× that of "
                       f"{FIRST_STAGE} (QA_RERANK_DEPTH=0)")

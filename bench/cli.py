@@ -43,7 +43,8 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           concurrency: str = typer.Option("8,32", help="Concurrent clients of the load runs (comma-separated)."),
           load_rounds: int = typer.Option(2, min=1, help="Rounds each load level is split into (memory is read "
                                           "after each, so more rounds show whether it levels off)."),
-          peers: bool = typer.Option(False, "--peers", help="Also measure txtai's API and a plain FastAPI+FAISS app."),
+          peers: bool = typer.Option(False, "--peers", help="Also measure the peers: txtai's API and a hand-written FastAPI+FAISS app "
+                                "on sentence-transformers, in fp32 torch and on its OpenVINO backend."),
           first_stage: bool = typer.Option(False, "--first-stage",
                                            help="Also measure qa with its second stage off (QA_RERANK_DEPTH=0)."),
           scale: Optional[int] = typer.Option(None, help="Instead: the approximate index at this many synthetic vectors."),
@@ -51,6 +52,8 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           scale_variants: Optional[str] = typer.Option(
               None, help="--scale: index variants to build, comma-separated: hnsw, hnsw_sq8 (default: both)."),
           matryoshka: Optional[str] = typer.Option(None, help="Instead: qa eval xquad at these dims, e.g. 512,256."),
+          formats: bool = typer.Option(False, "--formats", help="Instead: document parsing speed (PDF pages/s, "
+                                       "embedding excluded) and OCR speed and character error rate."),
           eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/."),
           eval_limit: Optional[int] = typer.Option(None, help="--matryoshka: only the first N questions per direction."),
           output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
@@ -60,7 +63,11 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
     from qa.cli import _settings
 
     out = Console(width=160)
-    if scale:
+    if formats:
+        from bench.formats import run as run_formats
+
+        write_json(output, {"formats": run_formats(console=out)})
+    elif scale:
         variants = [v.strip() for v in scale_variants.split(",") if v.strip()] if scale_variants else SCALE_VARIANTS
         try:
             check_scale_variants(variants)

@@ -104,7 +104,7 @@ def mcp(data_dir: Optional[Path] = DataDir) -> None:
 
 
 @app.command()
-def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt, .md, .html)."),
+def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.pdf, .docx, .pptx, .png/.jpg/.tif, .txt, .md, .html)."),
            collection: str = CollectionOpt,
            create: bool = typer.Option(False, "--create", help="Create the collection when it does not exist."),
            data_dir: Optional[Path] = DataDir) -> None:

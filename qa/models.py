@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,40 @@ class ParsedDocument:
     source: str | None = None
     published: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    format: str = "text"  # text | markdown | html | pdf | docx | pptx | image
+    # Paged formats (PDF pages, slides, image frames): page_starts[k] is the offset in ``text`` where
+    # page k+1 begins (a page without text starts where the next one does); None for unpaged formats.
+    page_starts: list[int] | None = None
+    # Text read by OCR: (start, end, confidence 0-1) per recognised line.
+    ocr_spans: list[tuple[int, int, float]] = field(default_factory=list)
+    # Where the text sits on the pages (qa.ingest.layout.DocumentLayout), for evidence boxes; PDFs and images.
+    layout: object | None = None
+    # The uploaded file and its extension (kept by qa.ingest.originals); None for text sent as JSON.
+    original: bytes | None = field(default=None, repr=False)
+    original_ext: str | None = None
+
+    def set_page_starts(self, page_starts: list[int]) -> None:
+        """Make the document paged: ``page_starts`` as described above; each block gets its first page."""
+        self.page_starts = page_starts
+        self.blocks = [replace(b, page=self.pages_of(b.start, b.end)[0]) for b in self.blocks]
+
+    def pages_of(self, start: int, end: int) -> tuple[int | None, int | None]:
+        """``(page, page_end)`` of ``text[start:end]`` (1-based; page_end None when on one page)."""
+        if not self.page_starts or end <= start:
+            return None, None
+        first = max(1, bisect_right(self.page_starts, start))
+        last = max(1, bisect_right(self.page_starts, end - 1))
+        return first, (last if last != first else None)
+
+    def ocr_confidence(self, start: int, end: int) -> float | None:
+        """Mean OCR confidence of the recognised text in ``text[start:end]``, weighted by length; None if none."""
+        total = weight = 0.0
+        for a, b, conf in self.ocr_spans:
+            overlap = min(b, end) - max(a, start)
+            if overlap > 0:
+                total += overlap * conf
+                weight += overlap
+        return round(total / weight, 4) if weight else None
 
 
 @dataclass(frozen=True)

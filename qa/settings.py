@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,7 +61,20 @@ class Settings(BaseSettings):
 
     # Chunking
     max_passage_tokens: int = Field(400, description="Token budget of one passage; longer paragraphs split at sentence ends.")
-    heading_max_chars: int = 30
+    heading_max_chars: int = Field(30, description="Longest one-line paragraph of plain text (and of a Word file "
+                                   "without heading styles) that can be a heading.")
+
+    # Documents: PDF, Word, PowerPoint, scans (qa.ingest.formats)
+    max_document_pages: int = Field(2000, ge=1, description="Most pages (slides, image frames) one document may have.")
+    max_image_pixels: int = Field(60_000_000, ge=1, description="Most pixels of one scanned page or image frame "
+                                  "(60 M: an A3 page at 300 dpi is 17 M); a page rendered for OCR is scaled to fit.")
+    max_unpacked_bytes: int = Field(200_000_000, ge=1, description="Most bytes a Word or PowerPoint file may unpack "
+                                    "to (its zip archive; guards against zip bombs).")
+    refuse_active_content: bool = Field(True, description="Refuse PDFs that carry JavaScript or embedded files.")
+    ocr: bool = Field(True, description="Read scanned pages and images by OCR (Tesseract, RapidOCR for Chinese pages).")
+    ocr_dpi: int = Field(200, ge=72, le=600, description="Resolution PDF pages without text are rendered at for OCR.")
+    ocr_workers: int = Field(2, ge=1, le=64, description="Pages OCR'd at once, over all uploads together (a bounded "
+                             "pool of threads; Tesseract runs as a subprocess, RapidOCR one page at a time).")
 
     # Retrieval
     candidates: int = Field(50, description="Candidates each retrieval leg contributes before fusion.")
@@ -92,6 +105,46 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     llm_model: str | None = None
     llm_timeout_s: float = 30.0
+
+    # Past one machine (docs/scale-out.md): PostgreSQL as the store, Milvus as the indexes
+    store: Literal["sqlite", "postgres"] = Field(
+        "sqlite", description="Passage store: sqlite (the embedded file in data_dir) or postgres (QA_POSTGRES_DSN, "
+        "shared by any number of `qa serve` replicas; needs QA_INDEX=milvus).")
+    postgres_dsn: SecretStr | None = Field(
+        None, description="PostgreSQL connection string (URI or key=value) for QA_STORE=postgres. A secret: never "
+        "logged or returned; errors name the host, port and database only.")
+    postgres_pool_size: int = Field(8, ge=2, le=256, description="Connections each replica may hold to PostgreSQL.")
+    index: Literal["local", "milvus"] = Field(
+        "local", description="Indexes: local (FAISS and tantivy in data_dir) or milvus (QA_MILVUS_URI, shared by "
+        "every replica, fed from the store's outbox; needs QA_STORE=postgres).")
+    milvus_uri: str = Field("http://127.0.0.1:19530", description="Milvus server for QA_INDEX=milvus.")
+    milvus_token: SecretStr | None = Field(
+        None, description="Milvus token (`user:password` or an API key). A secret: never logged or returned.")
+    milvus_prefix: str = Field(
+        "qa", pattern=r"^[a-z][a-z0-9_]{0,30}$", description="Prefix of the Milvus collections (`<prefix>_dense`, "
+        "`_lexical`, `_state`) and of the lexical statistics tables in PostgreSQL: one per deployment.")
+    milvus_index_type: Literal["FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"] = Field(
+        "FLAT", description="Milvus index of the passage vectors: FLAT is exact (as the embedded index below its "
+        "threshold); HNSW for large corpora on a Milvus server (milvus-lite has no HNSW).")
+    backend_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for one call to PostgreSQL or Milvus before the request answers 503.")
+    index_visibility_timeout_s: float = Field(
+        5.0, ge=0, description="How long a write waits for the shared indexes to apply it before it answers "
+        "(it is acknowledged either way: the store and its outbox hold it, and the indexes catch up).")
+
+    @model_validator(mode="after")
+    def _backends_fit(self) -> Settings:
+        if self.store == "postgres" and self.postgres_dsn is None:
+            raise ValueError("QA_STORE=postgres needs QA_POSTGRES_DSN (a PostgreSQL connection string)")
+        if (self.store == "postgres") != (self.index == "milvus"):
+            raise ValueError("the distributed backend is QA_STORE=postgres with QA_INDEX=milvus together (the "
+                             "embedded one: QA_STORE=sqlite with QA_INDEX=local); got QA_STORE="
+                             f"{self.store} with QA_INDEX={self.index}")
+        return self
+
+    @property
+    def distributed(self) -> bool:
+        return self.store == "postgres"
 
     @property
     def models_dir(self) -> Path:

@@ -12,8 +12,7 @@ from embeddings.quantize import REDUCED_MODES
 from qa.chat.service import ChatService
 from qa.chat.upstream import UpstreamLLM
 from qa.corpus import Corpus
-from qa.documents import DocumentService
-from qa.index import IndexCorruptError, IndexMismatchError, create_dense_index, create_lexical_index
+from qa.ingest.formats import ParseOptions
 from qa.ingest.service import IngestService
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
@@ -114,7 +113,8 @@ def build_corpus(settings: Settings, model_id: str, dimension: int) -> Corpus:
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
     embedder = embedder or create_embedder(settings)
     corpus = build_corpus(settings, embedder.model_id, embedder.dimension)
-    ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars)
+    ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars,
+                           ParseOptions.from_settings(settings))
     documents = DocumentService(corpus, ingest)
     search = ThreadLimitedSearch(
         corpus, embedder, EvidenceSelector(join_margin=settings.evidence_join_margin,

@@ -7,6 +7,9 @@
 #     kept in ~/.cache/qa/tools). It parses, interpolates and validates against the compose schema.
 #  2. What qa needs from the file: service qa built from ./Dockerfile, port 8000, a named volume on
 #     /data, the QA_LLM_* variables empty by default, a healthcheck on /healthz.
+#     The `cluster` profile (loaded again with --profile cluster): PostgreSQL, Milvus standalone with
+#     etcd and MinIO, two qa replicas configured for them (their QA_* values pass qa's own settings
+#     model), a load balancer over both; health checks and named volumes; no password in the file.
 #  3. The Dockerfile through BuildKit's own parser (PyPI `dockerfile`), plus the same expectations.
 # When a download is impossible (offline), 1 and the parser in 3 are skipped with a warning.
 set -euo pipefail
@@ -45,16 +48,21 @@ compose_cmd() {
 
 # ---------------------------------------------------------------------------- 1. compose loader
 canonical=$(mktemp)
-trap 'rm -f "$canonical"' EXIT
+cluster=$(mktemp)
+trap 'rm -f "$canonical" "$cluster"' EXIT
 COMPOSE=$(compose_cmd)
 if [ -n "$COMPOSE" ]; then
   echo "    $($COMPOSE version | head -n1): config"
   # Without the caller's QA_LLM_* so the check sees the file's own defaults.
-  env -u QA_LLM_BASE_URL -u QA_LLM_API_KEY -u QA_LLM_MODEL \
-    $COMPOSE -f docker-compose.yml config --format json >"$canonical"
+  unset_secrets="-u QA_LLM_BASE_URL -u QA_LLM_API_KEY -u QA_LLM_MODEL -u QA_POSTGRES_PASSWORD -u MINIO_SECRET_KEY -u QA_MILVUS_TOKEN"
+  # shellcheck disable=SC2086
+  env $unset_secrets $COMPOSE -f docker-compose.yml config --format json >"$canonical"
+  # shellcheck disable=SC2086
+  env $unset_secrets $COMPOSE -f docker-compose.yml --profile cluster config --format json >"$cluster"
 else
   warn "no Docker Compose available (offline?): checking the YAML structure only"
   : >"$canonical"
+  : >"$cluster"
 fi
 
 # ---------------------------------------------------------------------------- 2. and 3.
@@ -63,7 +71,7 @@ if [ ! -f "$TOOLS/pylib/dockerfile.abi3.so" ] && [ ! -d "$TOOLS/pylib/dockerfile
     || warn "could not install the Dockerfile parser (offline?): checking the Dockerfile by text only"
 fi
 
-PYTHONPATH="$TOOLS/pylib${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$canonical" <<'PY'
+PYTHONPATH="$TOOLS/pylib${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$canonical" "$cluster" <<'PY'
 import json, re, sys
 from pathlib import Path
 
@@ -119,6 +127,52 @@ for key in ("QA_LLM_BASE_URL", "QA_LLM_API_KEY", "QA_LLM_MODEL"):
 health = qa.get("healthcheck") or {}
 need("/healthz" in json.dumps(health.get("test")), "the healthcheck must probe /healthz")
 
+# --- the cluster profile
+def check_cluster(cluster):
+    services = cluster.get("services") or {}
+    wanted = {"postgres", "etcd", "minio", "milvus", "qa-1", "qa-2", "lb"}
+    need(wanted <= set(services), f"the cluster profile must run {sorted(wanted)}, found {sorted(services)}")
+    declared = cluster.get("volumes") or {}
+    for name in wanted & set(services):
+        svc = services[name]
+        need(svc.get("healthcheck", {}).get("test"), f"cluster service {name} needs a healthcheck")
+        need("cluster" in (svc.get("profiles") or []), f"service {name} must belong to the cluster profile only")
+    for name in ("postgres", "etcd", "minio", "milvus"):
+        mounts = [v for v in services.get(name, {}).get("volumes") or [] if isinstance(v, dict)]
+        need(any(v.get("type") == "volume" and v.get("source") in declared for v in mounts),
+             f"{name} must keep its data in a named volume")
+    need(services.get("postgres", {}).get("environment", {}).get("POSTGRES_PASSWORD") in ("", None),
+         "no PostgreSQL password may be written in docker-compose.yml (it comes from QA_POSTGRES_PASSWORD)")
+    milvus_deps = services.get("milvus", {}).get("depends_on") or {}
+    need({"etcd", "minio"} <= set(milvus_deps), "milvus must wait for etcd and minio")
+    sys.path.insert(0, ".")
+    from qa.settings import Settings
+    for name in ("qa-1", "qa-2"):
+        svc = services.get(name, {})
+        env = {k: v for k, v in (svc.get("environment") or {}).items() if k.startswith("QA_")}
+        need(env.get("QA_STORE") == "postgres" and env.get("QA_INDEX") == "milvus",
+             f"{name} must run on PostgreSQL and Milvus")
+        need("@postgres:" in env.get("QA_POSTGRES_DSN", "") and "milvus:19530" in env.get("QA_MILVUS_URI", ""),
+             f"{name} must reach the postgres and milvus services")
+        try:
+            Settings(**{k[3:].lower(): v for k, v in env.items() if v != ""})
+        except Exception as exc:  # pydantic's own message says which setting is wrong
+            need(False, f"{name}'s QA_* environment is not valid qa settings: {exc}")
+        deps = set(svc.get("depends_on") or {})
+        need(deps & {"postgres", "qa-1"} and (deps & {"milvus", "qa-1"}), f"{name} must wait for postgres and milvus")
+    lb = services.get("lb", {})
+    need(lb.get("ports"), "the load balancer must publish a port")
+    need({"qa-1", "qa-2"} <= set(lb.get("depends_on") or {}), "the load balancer must wait for both replicas")
+    conf = [v for v in lb.get("volumes") or [] if isinstance(v, dict) and v.get("type") == "bind"]
+    need(conf, "the load balancer's configuration must be mounted from the repository")
+    for v in conf:
+        text = Path(v["source"]).read_text() if Path(v["source"]).is_file() else ""
+        need("qa-1:8000" in text and "qa-2:8000" in text, f"{v['source']} must balance over qa-1 and qa-2")
+    return sorted(services)
+
+cluster_raw = Path(sys.argv[2]).read_text()
+cluster_services = check_cluster(json.loads(cluster_raw)) if cluster_raw.strip() else None
+
 # --- Dockerfile: BuildKit's parser when available, else plain text lines
 text = Path("Dockerfile").read_text()
 try:
@@ -155,5 +209,8 @@ if errors:
         print("  - " + e, file=sys.stderr)
     sys.exit(1)
 print(f"    docker-compose.yml: service qa, port 8000, volume {data_volume} on /data, QA_LLM_* empty, healthcheck")
+if cluster_services:
+    print(f"    docker-compose.yml --profile cluster: {', '.join(cluster_services)}; replicas on PostgreSQL + Milvus, "
+          "health checks, named volumes, no password in the file")
 print(f"    Dockerfile ({parser}): python:3.11-slim, CPU torch==2.13.0, model fetched at build, user {users[-1]}, /healthz")
 PY

@@ -6,7 +6,9 @@
 #   2. torch==2.13.0 first (exactly that spec, so pip never pulls a CUDA build), then the package
 #      editable with its test extra: pip install -e '.[test]';
 #   3. EmbeddingGemma-300m through `qa models fetch` (downloads once, then only verifies: fast);
-#   4. with --browser: Debian's chromium, chromium-driver and fonts-wqy-microhei, when missing.
+#   4. Debian's tesseract-ocr with eng, chi_sim and chi_tra data and fonts-wqy-microhei, when missing
+#      (OCR of scanned pages; the font renders Chinese PDFs);
+#   5. with --browser: Debian's chromium, chromium-driver and fonts-wqy-microhei, when missing.
 #
 # Environment: PYTHON (interpreter to create the venv with; default python3.11, else python3).
 set -euo pipefail
@@ -20,7 +22,7 @@ BROWSER=0
 for arg in "$@"; do
   case "$arg" in
     --browser) BROWSER=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown argument $arg (known: --browser)" >&2; exit 2 ;;
   esac
 done
@@ -114,7 +116,20 @@ fi
 step "EmbeddingGemma-300m (qa models fetch: downloads once, then verifies)"
 "$VENV/bin/qa" models fetch
 
-# --------------------------------------------------------------------------------- 4. browser
+# --------------------------------------------------------------------------------- 4. OCR and fonts
+step "Tesseract OCR (eng, chi_sim, chi_tra) and CJK fonts for scanned pages"
+missing=()
+for pkg in tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-chi-tra fonts-wqy-microhei; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  note "present: $(tesseract --version 2>&1 | head -1)"
+else
+  note "installing ${missing[*]}"
+  apt_install --no-install-recommends "${missing[@]}"
+fi
+
+# --------------------------------------------------------------------------------- 5. browser
 if [ "$BROWSER" = 1 ]; then
   step "Chromium and CJK fonts for the browser tests"
   missing=()

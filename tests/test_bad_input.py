@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+import docgen
 from conftest import CitationChecker, QAServer, assert_error_response
 
 HUNDRED_KB = "上海人工智能" * 17_000  # 102,000 characters
@@ -61,7 +62,13 @@ BAD_REQUESTS = [
     ("binary upload", _upload("blob.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), 422, ""),
     ("empty file", _upload("empty.txt", b""), 422, "no text"),
     ("whitespace file", _upload("blank.md", b" \n\n\t \r\n"), 422, "no text"),
-    ("pdf upload", _upload("paper.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\n", "application/pdf"), 422, ".pdf"),
+    ("corrupt pdf", _upload("paper.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\n", "application/pdf"), 422, ".pdf"),
+    ("encrypted pdf", _upload("secret.pdf", docgen.encrypted_pdf(), "application/pdf"), 422, "password"),
+    ("pdf with javascript", _upload("script.pdf", docgen.javascript_pdf(), "application/pdf"), 422, "javascript"),
+    ("docx zip bomb", _upload("bomb.docx", docgen.zip_bomb_docx()), 422, "zip bomb"),
+    ("extension lies", _upload("report.pdf", docgen.notes_docx()), 422, "named like a pdf"),
+    ("20000 x 20000 image", _upload("huge.png", docgen.png_header(20_000, 20_000), "image/png"), 413, "pixels"),
+    ("legacy word file", _upload("old.doc", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512)), 422, ".docx"),
     ("upload without file field", lambda c: c.post("/v1/documents", data={"id": "x"}, files={"other": ("a.txt", b"hi")}),
      422, "file"),
     ("multipart without boundary", lambda c: c.post("/v1/documents", content=b"--x\r\n",

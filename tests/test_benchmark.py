@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from bench.benchmark import (LoadResult, QuestionStream, _truncated_cache, latency_summary, load_xquad, percentile,
-                          ratios, run_load)
+from bench.benchmark import (CPU_FEATURES, LoadResult, QuestionStream, _truncated_cache, latency_summary, load_xquad,
+                             machine_info, machine_line, percentile, ratios, run_load)
 
 
 def test_percentile_matches_numpy_linear_interpolation():
@@ -106,10 +106,11 @@ def test_ratios_compare_with_the_best_peer():
     figures = {"systems": {
         "qa": {"single_client": {"p50_ms": 50.0}, "clients_8": {"qps": 30.0}},
         "plain": {"single_client": {"p50_ms": 100.0}, "clients_8": {"qps": 10.0}},
-        "txtai": {"single_client": {"p50_ms": 25.0}, "clients_8": {"qps": 20.0}},
+        "txtai": {"single_client": {"p50_ms": 40.0}, "clients_8": {"qps": 12.0}},
+        "openvino": {"single_client": {"p50_ms": 25.0}, "clients_8": {"qps": 20.0}},
     }}
     r = ratios(figures, [8])
-    assert r["1 client: p50 ms"] == 2.0  # best peer latency: the lowest
+    assert r["1 client: p50 ms"] == 2.0  # best peer latency: the lowest, whichever peer has it
     assert r["8 clients: questions/s"] == 1.5  # best peer rate: the highest
     # qa without its second stage is measured beside the peers but is not one of them
     figures["systems"]["qa-first-stage"] = {"single_client": {"p50_ms": 10.0}, "clients_8": {"qps": 99.0}}
@@ -157,3 +158,13 @@ def test_without_the_bench_package_qa_eval_and_bench_say_what_to_do():
         assert "pip install -e ." in done.stderr
     done = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "serve" in done.stdout
+
+
+def test_machine_line_names_the_cpu_features_present_and_absent():
+    line = machine_line({"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "git": "abc1234",
+                         "cpu_features": ["avx2", "fma"],
+                         "cpu_features_absent": [f for f in CPU_FEATURES if f not in ("avx2", "fma")]})
+    assert line.startswith("machine: AMD EPYC, 2 cores, 23.5 GiB; CPU features: avx2 fma (no avx512f ")
+    assert "avx512_bf16" in line and "amx_tile" in line and line.endswith("commit abc1234")
+    info = machine_info()  # this machine: every known feature is either present or absent
+    assert sorted(info["cpu_features"] + info["cpu_features_absent"]) == sorted(CPU_FEATURES)

@@ -123,16 +123,20 @@ def test_ingest_folder(services: Services, tmp_path: Path):
     (folder / "sub" / "bees.md").write_text("# Bees\n\nBees make honey from nectar.\n", encoding="utf-8")
     (folder / "sub" / "page.HTML").write_text("<h1>Glass</h1><p>Glass is made from sand.</p>", encoding="utf-8")
     (folder / "上海报告.txt").write_text("上海报告\n\n上海正在建设具有全球影响力的科技创新中心。\n", encoding="utf-8")
-    (folder / "paper.pdf").write_bytes(b"%PDF-1.4")
-    (folder / "notes.docx").write_bytes(b"PK\x03\x04")
+    data = Path(__file__).parent / "data"
+    (folder / "memo.pdf").write_bytes((data / "fake-memo.pdf").read_bytes())
+    (folder / "sub" / "tables.DOCX").write_bytes((data / "docx-tables.docx").read_bytes())
+    (folder / "data.json").write_text("{}", encoding="utf-8")  # not a document format: skipped, said why
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4")
     (folder / "empty.txt").write_text("  \n", encoding="utf-8")
     report = services.documents.ingest_paths([folder])
     by_id = {r.document_id: r.status for _, r in report.results}
-    assert by_id == {"ferry": "added", "bees": "added", "page": "added", document_id_for("上海报告"): "added"}
+    assert by_id == {"ferry": "added", "bees": "added", "page": "added", document_id_for("上海报告"): "added",
+                     "memo": "added", "tables": "added"}
     skipped = {Path(s.path).name: s.reason for s in report.skipped}
-    assert set(skipped) == {"paper.pdf", "notes.docx", "empty.txt"}, skipped  # each with its reason
-    assert "no text" in skipped["empty.txt"]
-    assert services.corpus.store.count_documents() == 4
+    assert set(skipped) == {"data.json", "broken.pdf", "empty.txt"}, skipped  # each with its reason
+    assert "no text" in skipped["empty.txt"] and "json" in skipped["data.json"]
+    assert services.corpus.store.count_documents() == 6
     assert report.passages_embedded > 0
     again = services.documents.ingest_paths([folder])
     assert {r.status for _, r in again.results} == {"unchanged"} and again.passages_embedded == 0

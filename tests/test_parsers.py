@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from qa.ingest.errors import FormatMismatchError
 from qa.ingest.parsers import (
     DocumentDecodeError,
     EmptyDocumentError,
@@ -221,9 +222,15 @@ def test_empty_html_and_meta_only_raise() -> None:
         parse_document("信息来源:文汇报 发布时间:2025-04-30", None)
 
 
-@pytest.mark.parametrize("name", ["a.pdf", "a.docx", "a.json", "archive.tar.gz"])
+@pytest.mark.parametrize("name", ["a.json", "archive.tar.gz", "old.doc"])
 def test_unsupported_extension(name: str) -> None:
     with pytest.raises(UnsupportedFormatError):
+        parse_document(b"hello", name)
+
+
+@pytest.mark.parametrize("name", ["a.pdf", "a.docx", "a.pptx", "a.png"])
+def test_text_named_as_a_binary_format_is_refused(name: str) -> None:
+    with pytest.raises(FormatMismatchError):
         parse_document(b"hello", name)
 
 

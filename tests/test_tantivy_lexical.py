@@ -78,6 +78,10 @@ def test_scores_agree_with_bm25s_on_real_passages(tmp_path):
         reference = bm25s.BM25(k1=1.2, b=0.75)
         reference.index([t or ["\u0000"] for t in passages], show_progress=False)
         queries = questions.get(lang) or [p[:12] for p in passages[::3]]  # no XQuAD: paragraph openings
+        # bm25s counts a repeated query token again, as the protocol says; so must tantivy.
+        first = passages[0][0]
+        assert np.allclose(reference.get_scores([first, first]), 2 * reference.get_scores([first]))
+        queries = [q + q[:2] if n % 5 == 0 else q for n, q in enumerate(queries)]
         for tokens in queries:
             known = [t for t in tokens if t in reference.vocab_dict]
             if not known:
@@ -103,8 +107,47 @@ def test_scores_agree_with_bm25s_on_real_passages(tmp_path):
         assert stats.documents == len(passages)
         assert stats.df == tuple(int(indptr[vocab[t] + 1] - indptr[vocab[t]]) if t in vocab else 0
                                  for t in passages[0][:5] + ["never-a-token"])
-    assert checked > 100
+    assert checked >= 10, "too few questions compared"
     index.close()
+
+
+# --- open writers, unreadable folders ------------------------------------------------------------
+def test_writers_beyond_the_cap_are_closed_and_reopened(tmp_path, monkeypatch):
+    import qa.index.tantivy_lexical as module
+
+    monkeypatch.setattr(module, "MAX_OPEN_WRITERS", 2)
+    index = TantivyLexicalIndex(tmp_path / "lexical")
+    for round_ in range(3):
+        for c in range(4):
+            index.add([IndexEntry(c * 100 + round_, f"c{c}", "d", "en", None, None, ("word", f"r{round_}"), np.zeros(1))])
+            assert len([p for p in index._parts.values() if p.writer is not None]) <= 2
+    index.remove("c0", [0])
+    for c in range(4):
+        hits = index.search(["word"], "en", 10, SearchFilter(collection=f"c{c}"))
+        assert {h.rowid for h in hits} == {c * 100 + r for r in range(3)} - {0}
+    index.close()
+
+
+def test_unreadable_or_foreign_folders_are_refused(tmp_path):
+    import tantivy
+
+    from qa.index.base import IndexCorruptError, IndexMismatchError
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "state.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match="rebuild"):
+        TantivyLexicalIndex(tmp_path / "a")
+    (tmp_path / "b" / "default" / "en").mkdir(parents=True)
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("body")
+    tantivy.Index(builder.build(), path=str(tmp_path / "b" / "default" / "en"))
+    index = TantivyLexicalIndex(tmp_path / "b")
+    with pytest.raises(IndexMismatchError, match="rebuild"):
+        index.search(["x"], "en", 10, SearchFilter())
+    (tmp_path / "c" / "default" / "en").mkdir(parents=True)
+    (tmp_path / "c" / "default" / "en" / "meta.json").write_text("garbage", encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match="rebuild"):
+        TantivyLexicalIndex(tmp_path / "c").count()
 
 
 # --- publication dates --------------------------------------------------------------------------
@@ -122,11 +165,12 @@ def test_published_keys_order_as_the_strings_do():
     assert len({published_key(v) for v in values}) == len(values)
     for odd in ("2025/04/30", "2025-4-1", "spring", "", "2025-04-30T08"):
         assert published_key(odd) is None
-    bounds = values[::41] + ["", "1", "2025-", "2025-1", "2025-04-3", "2025-04-30x", "2025/04", "zzzz"]
+    keys = [published_key(v) for v in values]
+    bounds = values[::150] + ["", "1", "2025-", "2025-1", "2025-04-3", "2025-04-30x", "2025/04", "zzzz"]
     for low in bounds:
         for high in bounds:
             first, last = published_key_range(low, high)
-            assert [v for v in values if first <= published_key(v) <= last] == [v for v in values if low <= v <= high]
+            assert [v for v, k in zip(values, keys) if first <= k <= last] == [v for v in values if low <= v <= high]
 
 
 # --- kill -9 -------------------------------------------------------------------------------------
@@ -224,35 +268,60 @@ def _check_after_kill(folder: Path, batch: int) -> int:
     return durable
 
 
-def _kill_rounds(tmp_path: Path, batch: int, rounds: int, wait: tuple[float, float]) -> list[int]:
+def _unfinished_files(folder: Path) -> int:
+    """Segment files no commit refers to yet: a commit or a merge is being written."""
+    count = 0
+    for meta in folder.glob("*/*/meta.json"):
+        try:
+            live = {s["segment_id"].replace("-", "") for s in json.loads(meta.read_text())["segments"]}
+            names = [p.name for p in meta.parent.iterdir()]
+        except (OSError, ValueError):  # renamed or replaced while we looked
+            continue
+        count += sum(1 for n in names if not n.startswith(".") and n != "meta.json" and n.split(".")[0] not in live)
+    return count
+
+
+def _kill_rounds(tmp_path: Path, batch: int, rounds: int, wait: tuple[float, float],
+                 at_unfinished_files: int = 0) -> list[int]:
+    """``rounds`` kills at random moments, then ``at_unfinished_files`` kills at the first moment
+    segment files no commit refers to are on disk (a commit or merge under way)."""
     folder = tmp_path / "lexical"
     rng = random.Random(batch)
-    durables = []
-    for _ in range(rounds):
+    durables, unfinished = [], 0
+    for round_ in range(rounds + at_unfinished_files):
         proc = subprocess.Popen([sys.executable, __file__, str(folder), str(batch)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
             first = proc.stdout.readline()  # one step done: the writer is up
             assert first.strip().isdigit(), proc.stderr.read()
-            time.sleep(rng.uniform(*wait))
+            if round_ < rounds:
+                time.sleep(rng.uniform(*wait))
+            else:
+                deadline = time.monotonic() + 30
+                while not _unfinished_files(folder) and time.monotonic() < deadline:
+                    time.sleep(0.002)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+        unfinished += _unfinished_files(folder) > 0
         durables.append(_check_after_kill(folder, batch))
     assert durables[-1] > 0, "no checkpoint was ever written"
     assert durables == sorted(durables)
+    if at_unfinished_files:
+        assert unfinished >= at_unfinished_files, "no kill landed while segment files were being written"
     return durables
 
 
 def test_kill_9_while_writing(tmp_path):
     """Small steps killed at random moments: every reopening is consistent with its durable_seq."""
-    _kill_rounds(tmp_path, batch=12, rounds=5, wait=(0.0, 2.0))
+    _kill_rounds(tmp_path, batch=12, rounds=4, wait=(0.0, 2.0), at_unfinished_files=1)
 
 
 def test_kill_9_while_merging(tmp_path):
-    """Larger steps, many segments: tantivy merges in the background while the writer commits, and the
-    kill lands during those merges as often as not."""
-    _kill_rounds(tmp_path, batch=400, rounds=3, wait=(1.0, 4.0))
+    """Larger steps (400 passages a step, a new segment per commit): tantivy merges segments in the
+    background every few steps, so kills land during merges too (files of an unfinished merge are left
+    beside the index and collected when the next writer opens)."""
+    _kill_rounds(tmp_path, batch=400, rounds=2, wait=(1.0, 4.0), at_unfinished_files=2)
 
 
 if __name__ == "__main__":

@@ -56,14 +56,16 @@ class PassageOut(BaseModel):
     end: int
     source: str | None
     published: str | None
-    page: int | None = Field(None, description="First page of the passage (paged formats only).")
-    page_end: int | None = Field(None, description="Last page, when the passage crosses a page break.")
+    page: int | None = Field(None, description="Page (slide) the passage starts on, 1-based; PDF, PPTX and scans.")
+    page_end: int | None = Field(None, description="Page it ends on when it runs over a page break.")
+    ocr_confidence: float | None = Field(None, description="Mean OCR confidence (0-1) of text read from a scan.")
 
     @classmethod
     def passage_fields(cls, p: Passage) -> dict:
         return dict(passage_id=p.id, document_id=p.document_id, collection=p.collection, title=p.title,
                     section=p.section, paragraph=p.paragraph, lang=p.lang, text=p.text, start=p.start, end=p.end,
-                    source=p.source, published=p.published, page=p.page, page_end=p.page_end)
+                    source=p.source, published=p.published, page=p.page, page_end=p.page_end,
+                    ocr_confidence=p.ocr_confidence)
 
     @classmethod
     def from_passage(cls, p: Passage) -> PassageOut:

@@ -16,7 +16,7 @@ from itertools import groupby
 from pathlib import Path
 
 from qa.corpus import Corpus
-from qa.ingest.parsers import SUPPORTED_EXTENSIONS
+from qa.ingest.formats import SUPPORTED_EXTENSIONS
 from qa.ingest.service import IngestResult, IngestService, document_id_for
 from qa.models import Block, Document, ParsedDocument, Passage
 from qa.store.base import DEFAULT_COLLECTION, Collection, check_collection_name

@@ -47,7 +47,7 @@ import shutil
 import threading
 import uuid
 from bisect import bisect_left, bisect_right
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -65,6 +65,9 @@ FORMAT = "qa-tantivy-lexical/1"
 STATE_FILE = "state.json"
 TRASH_PREFIX = ".trash-"
 WRITER_HEAP_BYTES = 32_000_000  # per (collection, language) writer; tantivy's minimum is 15 MB
+# A writer holds about 7 MB and 7 threads (indexing, segment updates, merges): only the writers of the
+# most recently written indexes stay open (closing one abandons its merges; the next writer redoes them).
+MAX_OPEN_WRITERS = 8
 _LANG = re.compile(r"[a-z][a-z0-9_-]{0,15}")
 _WHITESPACE = re.compile(r"\s")
 
@@ -219,6 +222,7 @@ class TantivyLexicalIndex(LexicalIndex):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._parts: dict[tuple[str, str], _Part] = {}
+        self._writing: OrderedDict[int, _Part] = OrderedDict()  # parts with an open writer, least recent first
         self._write_lock = threading.RLock()  # add/remove/drop/reset: one writer at a time
         self._open_lock = threading.Lock()  # opening, dropping parts (short)
         self._state_lock = threading.Lock()  # state.json
@@ -277,6 +281,17 @@ class TantivyLexicalIndex(LexicalIndex):
                 part = self._parts[(collection, lang)] = _Part(path, create)
             return part
 
+    def _writer(self, part: _Part) -> tantivy.IndexWriter:
+        self._writing[id(part)] = part
+        self._writing.move_to_end(id(part))
+        while len(self._writing) > MAX_OPEN_WRITERS:
+            self._writing.popitem(last=False)[1].close()
+        return part.write()
+
+    def _close(self, part: _Part) -> None:
+        self._writing.pop(id(part), None)
+        part.close()
+
     def _langs(self, collection: str) -> list[str]:
         folder = self.folder / check_collection_name(collection)
         try:
@@ -302,7 +317,7 @@ class TantivyLexicalIndex(LexicalIndex):
                     digest = entry_hash(entry)
                     if present.get(rowid) == digest:
                         continue  # a replayed change: already indexed as it is
-                    writer = part.write()
+                    writer = self._writer(part)
                     if rowid in present:
                         writer.delete_documents_by_term("rowid", rowid)
                     writer.add_document(_document(entry, digest))
@@ -320,7 +335,7 @@ class TantivyLexicalIndex(LexicalIndex):
                 present = part.snapshot.present(rowids) if part is not None else {}
                 if not present:
                     continue
-                writer = part.write()
+                writer = self._writer(part)
                 for rowid in present:
                     writer.delete_documents_by_term("rowid", rowid)
                 part.commit()
@@ -330,7 +345,7 @@ class TantivyLexicalIndex(LexicalIndex):
         with self._write_lock:
             with self._open_lock:
                 for key in [key for key in self._parts if key[0] == collection]:
-                    self._parts.pop(key).close()
+                    self._close(self._parts.pop(key))
                 trash = self._to_trash(folder)
             self._delete(trash)
 
@@ -342,7 +357,7 @@ class TantivyLexicalIndex(LexicalIndex):
             self._applied = self._durable = 0
             with self._open_lock:
                 for part in self._parts.values():
-                    part.close()
+                    self._close(part)
                 self._parts.clear()
                 trash = [self._to_trash(self.folder / name) for name in self._collections()]
             for folder in trash:
@@ -426,7 +441,7 @@ class TantivyLexicalIndex(LexicalIndex):
     def close(self) -> None:
         with self._write_lock, self._open_lock:
             for part in self._parts.values():
-                part.close()
+                self._close(part)
             self._parts.clear()
 
 

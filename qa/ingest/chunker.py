@@ -11,6 +11,10 @@
 * Every part's text is ``doc.text[start:end]`` (the whitespace between packed sentences is kept
   inside a part; parts never start or end with whitespace). ``lang`` is ``detect_lang`` of the
   part's own text.
+* Paged formats: each part carries the page it starts on and, when it runs onto a later page, the
+  page it ends on (``ParsedDocument.pages_of``; a document rebuilt from stored passages has only
+  its blocks' pages); text read by OCR carries its mean recognition confidence
+  (``ParsedDocument.ocr_confidence``).
 """
 
 from __future__ import annotations
@@ -48,9 +52,11 @@ def chunk_document(doc: ParsedDocument, count_tokens: Callable[[str], int], max_
         whole = len(spans) == 1
         for part, (start, end) in enumerate(spans, start=1):
             piece = text[start:end]
+            page, page_end = doc.pages_of(start, end) if doc.page_starts else (block.page, None)
             drafts.append(PassageDraft(
                 section=section, paragraph=paragraph, part=0 if whole else part, lang=detect_lang(piece),
-                start=start, end=end, text=piece,
+                start=start, end=end, text=piece, page=page, page_end=page_end,
+                ocr_confidence=doc.ocr_confidence(start, end),
             ))
     return drafts
 

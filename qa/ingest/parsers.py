@@ -1,7 +1,8 @@
-"""Parse an uploaded file into a :class:`~qa.models.ParsedDocument` with exact block offsets.
+"""The text formats: plain text, Markdown and HTML into a :class:`~qa.models.ParsedDocument` with exact offsets.
 
-Formats, chosen by the file name's extension: ``.txt`` (plain text), ``.md``/``.markdown``,
-``.html``/``.htm``. No file name (a JSON upload) or a name without an extension means plain text.
+:mod:`qa.ingest.formats` picks the format of a file (by content and extension) and calls
+:func:`parse_text` for these three: ``.txt`` (plain text), ``.md``/``.markdown``, ``.html``/``.htm``;
+no file name (a JSON upload) or a name without an extension means plain text.
 
 Common to every format
 ----------------------
@@ -77,8 +78,8 @@ import codecs
 import datetime as _dt
 import re
 from dataclasses import dataclass
-from pathlib import PurePath
 
+from qa.ingest.errors import DocumentDecodeError, DocumentParseError, EmptyDocumentError, UnsupportedFormatError
 from qa.models import Block, ParsedDocument
 from qa.text.sentences import trim_span
 
@@ -87,38 +88,13 @@ __all__ = [
     "UnsupportedFormatError",
     "DocumentDecodeError",
     "EmptyDocumentError",
-    "SUPPORTED_EXTENSIONS",
-    "document_format",
     "decode_bytes",
     "normalize_newlines",
     "normalize_date",
     "parse_document",
+    "parse_text",
 ]
 
-
-class DocumentParseError(ValueError):
-    """A file that cannot be turned into a document (base of the errors below)."""
-
-
-class UnsupportedFormatError(DocumentParseError):
-    """The file name's extension is not one of :data:`SUPPORTED_EXTENSIONS`."""
-
-
-class DocumentDecodeError(DocumentParseError):
-    """The bytes are not UTF-8 (or UTF-16/32 with a BOM)."""
-
-
-class EmptyDocumentError(DocumentParseError):
-    """The document has no text."""
-
-
-SUPPORTED_EXTENSIONS: dict[str, str] = {
-    ".txt": "text",
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".html": "html",
-    ".htm": "html",
-}
 
 TITLE_MAX_CHARS = 120
 _DERIVED_TITLE_CHARS = 60
@@ -132,20 +108,6 @@ _CLOSERS = "”’」』）)\"'》】］]〉"
 # Entry point
 
 
-def document_format(filename: str | None) -> str:
-    """``"text"``, ``"markdown"`` or ``"html"`` for a file name; raises :class:`UnsupportedFormatError`."""
-    if not filename:
-        return "text"
-    suffix = PurePath(filename).suffix.lower()
-    if not suffix:
-        return "text"
-    try:
-        return SUPPORTED_EXTENSIONS[suffix]
-    except KeyError:
-        supported = ", ".join(SUPPORTED_EXTENSIONS)
-        raise UnsupportedFormatError(f"{filename!r}: unsupported file type {suffix!r} (supported: {supported})") from None
-
-
 def parse_document(
     raw: bytes | str,
     filename: str | None = None,
@@ -153,11 +115,18 @@ def parse_document(
     title: str | None = None,
     heading_max_chars: int = 30,
 ) -> ParsedDocument:
-    """Parse ``raw`` (bytes of a file, or already-decoded text) into a :class:`ParsedDocument`.
+    """Parse a file of any supported format (see :mod:`qa.ingest.formats`, which picks the parser by
+    content and extension); kept here for callers of the text-only days."""
+    from qa.ingest.formats import ParseOptions, parse_file
 
-    Raises :class:`UnsupportedFormatError`, :class:`DocumentDecodeError` or :class:`EmptyDocumentError`.
+    return parse_file(raw, filename, ParseOptions(title=title, heading_max_chars=heading_max_chars))
+
+
+def parse_text(raw: bytes | str, fmt: str, *, title: str | None = None, heading_max_chars: int = 30) -> ParsedDocument:
+    """Parse ``raw`` as ``fmt`` (``"text"``, ``"markdown"`` or ``"html"``) into a :class:`ParsedDocument`.
+
+    Raises :class:`DocumentDecodeError` or :class:`EmptyDocumentError`.
     """
-    fmt = document_format(filename)
     text = decode_bytes(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else str(raw)
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -174,7 +143,9 @@ def parse_document(
         doc = _parse_html(text, title)
     else:
         doc = _parse_text(text, title, heading_max_chars)
-    return doc.finish()
+    parsed = doc.finish()
+    parsed.format = fmt
+    return parsed
 
 
 def decode_bytes(raw: bytes | bytearray | memoryview) -> str:
@@ -737,3 +708,18 @@ def _parse_html(html: str, title: str | None) -> _Draft:
             if h1 is not None:
                 draft.title = text[h1.start:h1.end]
     return draft
+
+
+def __getattr__(name: str):
+    """``SUPPORTED_EXTENSIONS`` moved to :mod:`qa.ingest.formats` (every format, not only text)."""
+    if name == "SUPPORTED_EXTENSIONS":
+        from qa.ingest.formats import SUPPORTED_EXTENSIONS
+
+        return SUPPORTED_EXTENSIONS
+    raise AttributeError(name)
+
+
+# The shared second half, for the paged parsers (qa.ingest.formats.pages): items with offsets → a document.
+Draft = _Draft
+DraftItem = _Item
+is_heading_line = _is_heading_line

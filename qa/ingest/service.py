@@ -11,14 +11,14 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from embeddings import Embedder
 from qa.corpus import Corpus
 from qa.ingest.chunker import chunk_document
-from qa.ingest.parsers import parse_document
+from qa.ingest.formats import SUPPORTED_EXTENSIONS, ParseOptions, parse_file
 from qa.models import ParsedDocument, Passage, passage_id
 from qa.store import DEFAULT_COLLECTION, StoredPassage
 from qa.store.sqlite import new_document
@@ -80,14 +80,16 @@ def document_id_for(name: str) -> str:
 class IngestService:
     """Adds, replaces and deletes documents in a corpus."""
 
-    def __init__(self, corpus: Corpus, embedder: Embedder, max_passage_tokens: int, heading_max_chars: int):
+    def __init__(self, corpus: Corpus, embedder: Embedder, max_passage_tokens: int, heading_max_chars: int,
+                 parse_options: ParseOptions | None = None):
         self.corpus = corpus
         self.embedder = embedder
         self.max_passage_tokens = max_passage_tokens
-        self.heading_max_chars = heading_max_chars
+        self.parse_options = parse_options or ParseOptions(heading_max_chars=heading_max_chars)
 
     def parse(self, raw: bytes | str, filename: str | None = None, title: str | None = None) -> ParsedDocument:
-        return parse_document(raw, filename, title=title, heading_max_chars=self.heading_max_chars)
+        """Any supported file (PDF, DOCX, PPTX, images, text; see :mod:`qa.ingest.formats`)."""
+        return parse_file(raw, filename, replace(self.parse_options, title=title))
 
     def ingest(self, doc: ParsedDocument, document_id: str | None = None,
                on_progress: Callable[[int, int], None] | None = None,

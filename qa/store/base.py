@@ -34,6 +34,10 @@ class StoreError(RuntimeError):
     """The store cannot be used as it is (unreadable file, unreachable server)."""
 
 
+class StoreUnavailableError(StoreError):
+    """A remote store cannot be reached or answer right now (the caller answers 503 and retries later)."""
+
+
 class CollectionNotFoundError(LookupError):
     def __init__(self, name: str, known: Sequence[str] = ()):
         super().__init__(f"no collection named {name!r}" + (f"; collections: {', '.join(known)}" if known else ""))

@@ -30,7 +30,20 @@ def _tantivy(tmp_path: Path) -> Opener:
     return lambda: TantivyLexicalIndex(tmp_path / "lexical")
 
 
-LEXICAL_BACKENDS: dict[str, Callable[[Path], Opener]] = {"tantivy": _tantivy}
+def _milvus(tmp_path: Path) -> Opener:
+    """Milvus (the milvus-lite engine the tests serve on 127.0.0.1) with its BM25 statistics in PostgreSQL
+    (the server the tests start), both under a name of this test's own."""
+    from engines import shared_milvus, shared_postgres, storage_name
+    from qa.index.milvus import MilvusConnection, MilvusLexicalIndex
+    from qa.index.pg_term_stats import PostgresTermStats
+    from qa.store.pg_database import PostgresDatabase
+
+    uri, dsn, name = shared_milvus().uri, shared_postgres().dsn(), storage_name(tmp_path)
+    return lambda: MilvusLexicalIndex(MilvusConnection(uri, prefix=name),
+                                      PostgresTermStats(PostgresDatabase(dsn, pool_size=3), name, owns_database=True))
+
+
+LEXICAL_BACKENDS: dict[str, Callable[[Path], Opener]] = {"tantivy": _tantivy, "milvus": _milvus}
 
 
 @pytest.fixture(params=sorted(LEXICAL_BACKENDS))

@@ -20,15 +20,15 @@ from qa.api.schemas import (
     IngestOut,
     PassageOut,
 )
-from qa.ingest.parsers import DocumentDecodeError, EmptyDocumentError, UnsupportedFormatError
+from qa.ingest.errors import DocumentParseError
 from qa.ingest.service import InvalidDocumentIdError, document_id_for
 from qa.models import Document
 from qa.store.base import DEFAULT_COLLECTION
 from qa.wiring import Services
 
 router = APIRouter(tags=["documents"])
-# What parsing a document can raise about the document itself: a 422 naming the problem.
-_DOCUMENT_ERRORS = (DocumentDecodeError, EmptyDocumentError, UnsupportedFormatError, InvalidDocumentIdError)
+# What parsing a document can raise about the document itself: a 4xx naming the problem.
+_DOCUMENT_ERRORS = (DocumentParseError, InvalidDocumentIdError)
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
 _UPLOAD_DOC = {
@@ -39,7 +39,8 @@ _UPLOAD_DOC = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": ".txt, .md or .html, UTF-8"},
+                        "file": {"type": "string", "format": "binary",
+                                 "description": ".pdf, .docx, .pptx, .png/.jpg/.tif (OCR), or .txt/.md/.html (UTF-8)"},
                         "id": {"type": "string"}, "title": {"type": "string"},
                     },
                     "required": ["file"],
@@ -64,14 +65,15 @@ async def _read_upload(request: Request, services: Services):
     form = await request.form(max_files=1, max_fields=10)
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
-        raise ApiError(422, "invalid_request", "multipart upload needs a 'file' field holding a .txt, .md or .html file")
+        raise ApiError(422, "invalid_request", "multipart upload needs a 'file' field holding a document "
+                       "(.pdf, .docx, .pptx, an image, .txt, .md or .html)")
     raw = await upload.read(services.settings.max_upload_bytes + 1)
     if len(raw) > services.settings.max_upload_bytes:
         raise ApiError(413, "too_large", f"file is larger than {services.settings.max_upload_bytes} bytes")
-    filename = upload.filename or "upload.txt"
-    doc_id = form.get("id") or filename.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    filename = upload.filename or None  # without a name the content decides the format
+    doc_id = form.get("id") or (filename.rsplit("/", 1)[-1].rsplit(".", 1)[0] if filename else "upload")
     title = form.get("title") or None
-    parsed = await run_in_threadpool(services.documents.parse, raw, filename,  # HTML parsing is CPU work
+    parsed = await run_in_threadpool(services.documents.parse, raw, filename,  # parsing is CPU work
                                      title=title if isinstance(title, str) else None)
     return parsed, str(doc_id)
 
@@ -117,7 +119,7 @@ async def add_document(request: Request, collection: str = CollectionParam,
             raise ApiError(415, "unsupported_media_type",
                            "send application/json {title, text} or multipart/form-data with a 'file'")
     except _DOCUMENT_ERRORS as exc:
-        raise ApiError(422, type(exc).__name__, str(exc)) from exc
+        raise ApiError(getattr(exc, "status", 422), type(exc).__name__, str(exc)) from exc
     result = await run_in_threadpool(services.documents.add, parsed, doc_id, collection)
     return IngestOut(**result.__dict__)
 
