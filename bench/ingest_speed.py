@@ -50,7 +50,7 @@ def run(files: int, eval_dir: Path, workdir: Path) -> dict:
     from qa.wiring import build_services
 
     folder = workdir / "docs"
-    docs = write_folder(eval_dir, folder, files)
+    write_folder(eval_dir, folder, files)
     base = Settings()
     out: dict = {"files": files, "machine": platform.processor() or platform.machine()}
 

@@ -12,6 +12,8 @@ from embeddings.quantize import REDUCED_MODES
 from qa.chat.service import ChatService
 from qa.chat.upstream import UpstreamLLM
 from qa.corpus import Corpus
+from qa.documents import DocumentService
+from qa.index import IndexCorruptError, IndexMismatchError, create_dense_index, create_lexical_index
 from qa.ingest.formats import ParseOptions
 from qa.ingest.service import IngestService
 from qa.retrieval.confidence import Calibration
