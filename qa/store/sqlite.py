@@ -5,8 +5,9 @@ Each passage row's integer ``rowid`` is its key in the derived indexes (AUTOINCR
 reused). Every write appends its passage-level changes to ``changes`` in the same transaction; the
 indexes replay them after a crash (see :mod:`qa.store.base`).
 
-Vectors are kept as float16 (half the bytes; inner products move by less than 1e-3) and the file is
-created with incremental auto-vacuum, so deleted documents give their pages back.
+Vectors are kept as float16 (half the bytes; inner products move by less than 1e-3), a passage's text
+is read from its document's text by its offsets (stored once), and the file is created with
+incremental auto-vacuum, so deleted documents give their pages back.
 """
 
 from __future__ import annotations
@@ -95,8 +96,11 @@ CREATE INDEX IF NOT EXISTS sentences_passage ON sentences(passage_rowid);
 CREATE UNIQUE INDEX IF NOT EXISTS documents_hash ON documents(collection, content_hash);
 """
 
+# A passage's text is its document's text between its offsets: kept once, in the document row (the
+# passage row's own text column stays empty; older folders that filled it read the same).
 _PASSAGE_COLUMNS = (
-    'p.rowid, p.id, p.document_id, p.section, p.paragraph, p.part, p.lang, p.start, p."end", p.text, '
+    'p.rowid, p.id, p.document_id, p.section, p.paragraph, p.part, p.lang, p.start, p."end", '
+    'substr(d.text, p.start + 1, p."end" - p.start), '
     "d.title, d.source, d.published, p.collection, p.page, p.page_end, p.ocr_confidence"
 )
 _PASSAGE_JOIN = "passages p JOIN documents d ON d.collection = p.collection AND d.id = p.document_id"
@@ -289,7 +293,7 @@ class SqlitePassageStore(PassageStore):
                     'INSERT INTO passages (collection, id, document_id, section, paragraph, part, lang, start, "end",'
                     " page, page_end, ocr_confidence, text, tokens, vector) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (collection, p.id, document.id, p.section, p.paragraph, p.part, p.lang, p.start, p.end,
-                     p.page, p.page_end, p.ocr_confidence, p.text, " ".join(sp.tokens), _pack(sp.vector)),
+                     p.page, p.page_end, p.ocr_confidence, "", " ".join(sp.tokens), _pack(sp.vector)),
                 )
                 rowid = cur.lastrowid
                 added.append(rowid)
