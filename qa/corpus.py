@@ -151,12 +151,9 @@ class Corpus:
         gone = {rowid for rowids in removed.values() for rowid in rowids}
         entries = [e for _, _, added in pending for e in added if e.rowid not in gone]
         seq = max(result.seq for result, _, _ in pending)
+        removed = {collection: rowids for collection, rowids in removed.items() if rowids}
         for index in self.indexes:
-            for collection, rowids in removed.items():
-                if rowids:
-                    index.remove(collection, rowids)
-            if entries:
-                index.add(entries)
+            index.apply(removed, entries)
             index.mark_applied(seq)
         if seq - min(index.durable_seq for index in self.indexes) >= self.checkpoint_changes:
             self._wake.set()

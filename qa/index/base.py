@@ -17,7 +17,7 @@ Every backend passes ``tests/contract/test_index_contract.py``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +81,15 @@ class DerivedIndex(ABC):
     @abstractmethod
     def remove(self, collection: str, rowids: Sequence[int]) -> None:
         """Unindex passages (absent ids are ignored)."""
+
+    def apply(self, removed: Mapping[str, Sequence[int]], entries: Sequence[IndexEntry]) -> None:
+        """Removals (collection → rowids), then additions, as one change: a backend that commits may
+        commit once. The default applies them one call at a time."""
+        for collection, rowids in removed.items():
+            if rowids:
+                self.remove(collection, rowids)
+        if entries:
+            self.add(entries)
 
     @abstractmethod
     def drop_collection(self, collection: str) -> None:

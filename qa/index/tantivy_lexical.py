@@ -48,7 +48,7 @@ import threading
 import uuid
 from bisect import bisect_left, bisect_right
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import tantivy
@@ -305,40 +305,60 @@ class TantivyLexicalIndex(LexicalIndex):
 
     # --- writes ----------------------------------------------------------------------------------
     def add(self, entries: Sequence[IndexEntry]) -> None:
+        self.apply({}, entries)
+
+    def remove(self, collection: str, rowids: Sequence[int]) -> None:
+        self.apply({collection: rowids}, ())
+
+    def apply(self, removed: Mapping[str, Sequence[int]], entries: Sequence[IndexEntry]) -> None:
+        """Removals, then additions, with one commit per touched (collection, language) index."""
+        with self._write_lock:
+            touched: dict[int, _Part] = {}
+            for collection, rowids in removed.items():
+                for part in self._stage_remove(collection, rowids):
+                    touched[id(part)] = part
+            for part in self._stage_add(entries):
+                touched[id(part)] = part
+            for part in touched.values():
+                part.commit()
+
+    def _stage_add(self, entries: Sequence[IndexEntry]) -> list[_Part]:
         groups: dict[tuple[str, str], dict[int, IndexEntry]] = {}
         for entry in entries:  # the last entry of a rowid wins, as if added one after the other
             groups.setdefault((entry.collection, entry.lang), {})[entry.rowid] = entry
-        with self._write_lock:
-            for (collection, lang), by_rowid in groups.items():
-                part = self._part(collection, lang, create=True)
-                present = part.snapshot.present(list(by_rowid))
-                changed = False
-                for rowid, entry in by_rowid.items():
-                    digest = entry_hash(entry)
-                    if present.get(rowid) == digest:
-                        continue  # a replayed change: already indexed as it is
-                    writer = self._writer(part)
-                    if rowid in present:
-                        writer.delete_documents_by_term("rowid", rowid)
-                    writer.add_document(_document(entry, digest))
-                    changed = True
-                if changed:
-                    part.commit()
-
-    def remove(self, collection: str, rowids: Sequence[int]) -> None:
-        rowids = list(dict.fromkeys(int(r) for r in rowids))
-        if not rowids:
-            return
-        with self._write_lock:
-            for lang in self._langs(collection):
-                part = self._part(collection, lang)
-                present = part.snapshot.present(rowids) if part is not None else {}
-                if not present:
-                    continue
+        changed = []
+        for (collection, lang), by_rowid in groups.items():
+            part = self._part(collection, lang, create=True)
+            present = part.snapshot.present(list(by_rowid))
+            staged = False
+            for rowid, entry in by_rowid.items():
+                digest = entry_hash(entry)
+                if present.get(rowid) == digest:
+                    continue  # a replayed change: already indexed as it is
                 writer = self._writer(part)
-                for rowid in present:
+                if rowid in present:
                     writer.delete_documents_by_term("rowid", rowid)
-                part.commit()
+                writer.add_document(_document(entry, digest))
+                staged = True
+            if staged:
+                changed.append(part)
+        return changed
+
+    def _stage_remove(self, collection: str, rowids: Sequence[int]) -> list[_Part]:
+        rowids = list(dict.fromkeys(int(r) for r in rowids))
+        changed = []
+        if not rowids:
+            return changed
+        for lang in self._langs(collection):
+            part = self._part(collection, lang)
+            present = part.snapshot.present(rowids) if part is not None else {}
+            if not present:
+                continue
+            writer = self._writer(part)
+            for rowid in present:
+                writer.delete_documents_by_term("rowid", rowid)
+            changed.append(part)
+        return changed
 
     def drop_collection(self, collection: str) -> None:
         folder = self.folder / check_collection_name(collection)
