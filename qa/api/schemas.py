@@ -93,11 +93,16 @@ class SearchOut(BaseModel):
     answerable: bool
     confidence: float = Field(description="Probability-like confidence that the corpus answers the question.")
     results: list[ResultOut]
+    timings_ms: dict[str, float] | None = Field(
+        None, description="With explain: milliseconds per stage of this search: tokenise (language, words, "
+                          "cross-language tokens), embed (the question's vector: the model), dense, lexical, "
+                          "cross_language, fusion, second_stage, confidence, evidence, and total.")
 
     @classmethod
     def from_result(cls, result: SearchResult) -> SearchOut:
         return cls(query=result.query, query_lang=result.query_lang, answerable=result.answerable,
-                   confidence=result.confidence, results=[ResultOut.from_hit(h) for h in result.hits])
+                   confidence=result.confidence, results=[ResultOut.from_hit(h) for h in result.hits],
+                   timings_ms=result.timings_ms or None)
 
 
 class DocumentBody(BaseModel):

@@ -22,6 +22,7 @@ from qa.index.base import IndexHit
 from qa.models import Passage
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
+from qa.retrieval.timing import StageTimes
 from qa.retrieval.types import Hit, SearchRequest, SearchResult
 from qa.store.base import SearchFilter
 from qa.text.lang import detect_lang
@@ -63,40 +64,58 @@ class SearchService:
         self.threshold = calibration.threshold if answerable_threshold is None else answerable_threshold
 
     def search(self, request: SearchRequest) -> SearchResult:
+        times = StageTimes()
+        with times.stage("total"):
+            result = self._search(request, times)
+        if request.explain:
+            result.timings_ms = times.rounded()
+        return result
+
+    def _search(self, request: SearchRequest, times: StageTimes) -> SearchResult:
         query = request.query.strip()
-        query_lang = detect_lang(query)
+        with times.stage("tokenise"):
+            query_lang = detect_lang(query)
         flt = request.filter()
         self.corpus.collection(flt.collection)  # CollectionNotFoundError before any model work
         if flt.matches_nothing:
             return SearchResult(query, query_lang, False, 0.0, [])
-        qvec = self.embedder.encode_queries([query])[0]
-        ranking = self.rank(qvec, query, query_lang, flt)
+        with times.stage("embed"):
+            qvec = self.embedder.encode_queries([query])[0]
+        ranking = self.rank(qvec, query, query_lang, flt, times)
         if not ranking.ordered:
             return SearchResult(query, query_lang, False, 0.0, [])
-        confidence = self.calibration.confidence(ranking.features)
-        top = ranking.ordered[: request.top_k]
-        missing = [rowid for rowid, _ in top if rowid not in ranking.passages]
-        passages = {**ranking.passages, **(self.corpus.store.passages_by_rowid(missing) if missing else {})}
-        hits = []
-        for rowid, comp in top:
-            p = passages.get(rowid)
-            if p is None:
-                continue
-            spans, sent_scores = ranking.sentences.get(rowid, (None, None))
-            hits.append(Hit(
-                rank=len(hits) + 1, score=round(float(comp["score"]), 6), passage=p,
-                evidence=self.evidence.select(p, spans, sent_scores),
-                components={k: round(float(v), 6) for k, v in comp.items()} if request.explain else {},
-            ))
+        with times.stage("confidence"):
+            confidence = self.calibration.confidence(ranking.features)
+        with times.stage("evidence"):
+            top = ranking.ordered[: request.top_k]
+            missing = [rowid for rowid, _ in top if rowid not in ranking.passages]
+            passages = {**ranking.passages, **(self.corpus.store.passages_by_rowid(missing) if missing else {})}
+            hits = []
+            for rowid, comp in top:
+                p = passages.get(rowid)
+                if p is None:
+                    continue
+                spans, sent_scores = ranking.sentences.get(rowid, (None, None))
+                hits.append(Hit(
+                    rank=len(hits) + 1, score=round(float(comp["score"]), 6), passage=p,
+                    evidence=self.evidence.select(p, spans, sent_scores),
+                    components={k: round(float(v), 6) for k, v in comp.items()} if request.explain else {},
+                ))
         return SearchResult(query, query_lang, confidence >= self.threshold, round(confidence, 4), hits)
 
-    def rank(self, qvec: np.ndarray, query: str, query_lang: str, flt: SearchFilter) -> Ranking:
-        """Both stages for one question: every candidate's component scores, best first, and the features."""
-        tokens = tokenize(query)
-        scored, langs = self.score_candidates(qvec, query, tokens, query_lang, flt)
-        passages, sentences = self._second_stage(qvec, scored)
-        ordered = sorted(scored.items(), key=lambda kv: (-kv[1].get("stage", 1.0), -kv[1]["score"]))
-        features = self._features(ordered, tokens, query_lang, passages, flt.collection)
+    def rank(self, qvec: np.ndarray, query: str, query_lang: str, flt: SearchFilter,
+             times: StageTimes | None = None) -> Ranking:
+        """Both stages for one question: every candidate's component scores, best first, and the features
+        (``times``: where the time went, by stage)."""
+        times = times or StageTimes()
+        with times.stage("tokenise"):
+            tokens = tokenize(query)
+        scored, langs = self.score_candidates(qvec, query, tokens, query_lang, flt, times)
+        with times.stage("second_stage"):
+            passages, sentences = self._second_stage(qvec, scored)
+            ordered = sorted(scored.items(), key=lambda kv: (-kv[1].get("stage", 1.0), -kv[1]["score"]))
+        with times.stage("confidence"):
+            features = self._features(ordered, tokens, query_lang, passages, flt.collection)
         return Ranking(scored, langs, ordered, passages, sentences, features)
 
     def _sparse(self, tokens: list[str], lang: str, flt: SearchFilter) -> list[IndexHit]:
@@ -119,24 +138,30 @@ class SearchService:
         return float(idf.sum())
 
     def score_candidates(self, qvec: np.ndarray, query: str, tokens: list[str], query_lang: str,
-                         flt: SearchFilter) -> tuple[Scored, dict[int, str]]:
+                         flt: SearchFilter, times: StageTimes | None = None) -> tuple[Scored, dict[int, str]]:
         """First stage: dense, lexical (same language) and cross-language (numbers, Latin words, pinyin) legs,
         fused. Returns the scored candidates and each one's language."""
-        dense = self.corpus.dense.search(qvec, self.candidates, flt)
+        times = times or StageTimes()
+        with times.stage("dense"):
+            dense = self.corpus.dense.search(qvec, self.candidates, flt)
         fused: Scored = {h.rowid: {"dense": float(h.score), "lexical": 0.0} for h in dense}
         langs = {h.rowid: h.lang for h in dense}
         other_lang = "en" if query_lang == "zh" else "zh"
-        cross_tokens = cross_language_query(query, query_lang)
-        self._add_sparse_leg(fused, langs, "lexical", self._sparse(tokens, query_lang, flt),
-                             self._strength(tokens, query_lang, flt.collection), qvec, flt.collection)
-        self._add_sparse_leg(fused, langs, "cross", self._sparse(cross_tokens, other_lang, flt),
-                             self._strength(cross_tokens, other_lang, flt.collection, known_only=True), qvec,
-                             flt.collection)
-        for comp in fused.values():
-            comp["sentence"] = comp["dense"]
-            comp["score"] = self._combine(comp)
-        if self.weights.balance_languages:
-            self._balance_languages(fused, {r for r, lang in langs.items() if lang == query_lang})
+        with times.stage("tokenise"):
+            cross_tokens = cross_language_query(query, query_lang)
+        with times.stage("lexical"):
+            self._add_sparse_leg(fused, langs, "lexical", self._sparse(tokens, query_lang, flt),
+                                 self._strength(tokens, query_lang, flt.collection), qvec, flt.collection)
+        with times.stage("cross_language"):
+            self._add_sparse_leg(fused, langs, "cross", self._sparse(cross_tokens, other_lang, flt),
+                                 self._strength(cross_tokens, other_lang, flt.collection, known_only=True), qvec,
+                                 flt.collection)
+        with times.stage("fusion"):
+            for comp in fused.values():
+                comp["sentence"] = comp["dense"]
+                comp["score"] = self._combine(comp)
+            if self.weights.balance_languages:
+                self._balance_languages(fused, {r for r, lang in langs.items() if lang == query_lang})
         return fused, langs
 
     def _balance_languages(self, fused: Scored, same_lang: set[int]) -> None:

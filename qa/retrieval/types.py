@@ -50,3 +50,4 @@ class SearchResult:
     answerable: bool
     confidence: float
     hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)  # explain: milliseconds per stage
