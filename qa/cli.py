@@ -121,12 +121,16 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.pdf,
         services.documents.collection(collection)
         with _progress() as progress:
             files = progress.add_task("files", total=None)
+            pages = progress.add_task("pages", total=None, visible=False)  # long PDFs and scans
             passages = progress.add_task("passages embedded", total=None)
 
             def show(state) -> None:
                 progress.update(files, total=state.files_total, completed=state.files_done,
                                 description=f"files ({state.current})" if state.current else "files")
                 progress.update(passages, completed=state.passages_embedded)
+                if state.stage:
+                    progress.update(pages, description=state.stage, completed=state.stage_done,
+                                    total=state.stage_total, visible=True)
 
             try:
                 report = services.documents.ingest_paths(paths, collection, show)
@@ -155,6 +159,7 @@ def ask(question: str = typer.Argument(..., help="A question in Chinese or Engli
     from rich.panel import Panel
     from rich.text import Text
 
+    from qa.models import citation_label
     from qa.retrieval.types import SearchRequest
     from qa.wiring import ingest_seeds_if_empty
 
@@ -173,8 +178,8 @@ def ask(question: str = typer.Argument(..., help="A question in Chinese or Engli
         p = hit.passage
         text = Text(p.text)
         text.stylize("bold yellow", hit.evidence.start - p.start, hit.evidence.end - p.start)
-        # The citation first: a long title is what gets cut when the panel is narrower than the line.
-        where = Text(f"{p.id} [{p.start}:{p.end}] › {p.section or '—'} › {p.title}")
+        # The offsets first: a long title is what gets cut when the panel is narrower than the line.
+        where = Text(f"{p.id} [{p.start}:{p.end}] · {citation_label(p.title, p.section, p.page, p.page_end)}")
         extra = "  " + " ".join(f"{k}={v:.3f}" for k, v in hit.components.items()) if hit.components else ""
         out.print(Panel(text, title=f"[{hit.rank}] score {hit.score:.3f}{extra}", subtitle=where, subtitle_align="left"))
 

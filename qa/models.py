@@ -119,6 +119,17 @@ class Document:
     collection: str = "default"
 
 
+def citation_label(title: str, section: str | None, page: int | None = None, page_end: int | None = None) -> str:
+    """Where a passage sits, as people cite it: ``title › p. 12 › section`` (``p. 12–13`` over a page
+    break; no page for unpaged formats, no section when there is none)."""
+    parts = [title]
+    if page is not None:
+        parts.append(f"p. {page}–{page_end}" if page_end else f"p. {page}")
+    if section:
+        parts.append(section)
+    return " › ".join(parts)
+
+
 def passage_id(document_id: str, paragraph: int, part: int) -> str:
     """Stable, readable passage id: ``<document>:<paragraph>`` or ``<document>:<paragraph>.<part>``."""
     return f"{document_id}:{paragraph}" if part == 0 else f"{document_id}:{paragraph}.{part}"

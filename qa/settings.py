@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     refuse_active_content: bool = Field(True, description="Refuse PDFs that carry JavaScript or embedded files.")
     ocr: bool = Field(True, description="Read scanned pages and images by OCR (Tesseract, RapidOCR for Chinese pages).")
     ocr_dpi: int = Field(200, ge=72, le=600, description="Resolution PDF pages without text are rendered at for OCR.")
+    sync_max_pages: int = Field(20, ge=0, description="An upload of a PDF with more pages than this, a PDF whose first "
+                                "page has no text (a scan) or an image answers 202 with a job (GET /v1/jobs/{id}) "
+                                "instead of waiting; ?wait=true waits anyway, ?background=true always makes a job.")
+    page_image_dpi: int = Field(110, ge=36, le=300, description="Resolution of GET /v1/documents/{id}/pages/{n} "
+                                "unless ?dpi= asks otherwise (cached per resolution).")
     ocr_workers: int = Field(2, ge=1, le=64, description="Pages OCR'd at once, over all uploads together (a bounded "
                              "pool of threads; Tesseract runs as a subprocess, RapidOCR one page at a time).")
 

@@ -15,7 +15,9 @@ from qa.corpus import Corpus
 from qa.documents import DocumentService
 from qa.index import IndexCorruptError, IndexMismatchError, create_dense_index, create_lexical_index
 from qa.ingest.formats import ParseOptions
+from qa.ingest.originals import OriginalFiles
 from qa.ingest.service import IngestService
+from qa.jobs import JobQueue
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.evidence import EvidenceSelector
 from qa.retrieval.search import FusionWeights, SearchService
@@ -35,8 +37,12 @@ class Services:
     documents: DocumentService
     search: SearchService
     chat: ChatService | None = None  # built by build_services; None only where Services is made by hand
+    originals: OriginalFiles | None = None  # kept uploads, layouts, page images
+    jobs: JobQueue | None = None  # long uploads (started by the HTTP service)
 
     def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.stop()
         self.corpus.close()
 
 
@@ -115,8 +121,9 @@ def build_corpus(settings: Settings, model_id: str, dimension: int) -> Corpus:
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
     embedder = embedder or create_embedder(settings)
     corpus = build_corpus(settings, embedder.model_id, embedder.dimension)
+    originals = OriginalFiles(Path(settings.data_dir) / "originals")
     ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars,
-                           ParseOptions.from_settings(settings))
+                           ParseOptions.from_settings(settings), originals)
     documents = DocumentService(corpus, ingest)
     search = ThreadLimitedSearch(
         corpus, embedder, EvidenceSelector(join_margin=settings.evidence_join_margin,
@@ -130,7 +137,15 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     search.faiss_threads = FaissThreads(settings.faiss_threads)
     search.faiss_threads()  # this thread too (ingest of the seeds, the CLI)
     chat = ChatService(search, create_upstream(settings), max_query_chars=settings.max_query_chars)
-    return Services(settings, embedder, corpus, ingest, documents, search, chat)
+    return Services(settings, embedder, corpus, ingest, documents, search, chat, originals)
+
+
+def start_jobs(services: Services) -> JobQueue:
+    """The job queue of long uploads (``<data_dir>/jobs``), resuming what a restart interrupted."""
+    from qa.ingest.jobs import upload_handler
+
+    services.jobs = JobQueue(Path(services.settings.data_dir) / "jobs", {"ingest": upload_handler(services.ingest)})
+    return services.jobs
 
 
 def warm_up(services: Services) -> None:
@@ -176,6 +191,7 @@ class ServiceHolder:
             self.status = "ingesting seeds"
             ingest_seeds_if_empty(services)
             services.corpus.start_checkpointer()
+            start_jobs(services)
             self.services = services
             self.status = "ready"
         except Exception as exc:  # reported by /healthz and every request

@@ -77,7 +77,7 @@ def _paragraph(c, text: str, x: float, y: float, width: float, font: str = "Helv
     return y - leading * 0.8
 
 
-def report_pdf() -> bytes:
+def report_pdf(title: str = TITLE) -> bytes:
     """Three pages with a running header and footer: a title and heading, two columns, a paragraph
     running from page 2 onto page 3, a hyphenated line break, and a Chinese section."""
     from reportlab.lib.pagesizes import A4
@@ -96,7 +96,7 @@ def report_pdf() -> bytes:
     # page 1: title, heading, two columns
     furniture(1)
     c.setFont("Helvetica-Bold", 20)
-    c.drawString(72, height - 100, TITLE)
+    c.drawString(72, height - 100, title)
     c.setFont("Helvetica-Bold", 14)
     c.drawString(72, height - 140, "1 Introduction")
     col = (width - 144 - 24) / 2

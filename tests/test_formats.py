@@ -389,3 +389,79 @@ def test_originals_are_kept_with_layout_boxes_and_cached_pages(report, tmp_path)
     assert kept.original("default", "water") is None and kept.boxes("default", "water", 0, 10) == []
     with pytest.raises(ValueError):
         kept.folder("default", "../etc")
+
+
+def test_kept_file_page_images_boxes_and_evidence_boxes_over_http(fast_server) -> None:
+    client = fast_server.client
+    raw = docgen.report_pdf(title="Water Supply Report, kept")  # not a duplicate of another test's upload
+    resp = client.post("/v1/documents", files={"file": ("kept-report.pdf", raw, "application/pdf")})
+    assert resp.status_code == 201, resp.text
+    got = client.get("/v1/documents/kept-report/file")
+    assert got.status_code == 200 and got.content == raw and got.headers["content-type"] == "application/pdf"
+    page = client.get("/v1/documents/kept-report/pages/2")
+    assert page.status_code == 200 and page.headers["content-type"] == "image/png" and page.content[:4] == b"\x89PNG"
+    assert client.get("/v1/documents/kept-report/pages/2").content == page.content  # cached
+    for bad in ("/v1/documents/kept-report/pages/9", "/v1/documents/nothing/file", "/v1/documents/nothing/pages/1"):
+        assert client.get(bad).status_code == 404
+    text = client.get("/v1/documents/kept-report").json()["text"]
+    at = text.index(docgen.RIGHT[0])
+    boxes = client.get("/v1/documents/kept-report/boxes", params={"start": at, "end": at + len(docgen.RIGHT[0])}).json()
+    assert boxes and all(b["page"] == 1 and b["x0"] > 0.5 for b in boxes)
+    resp = client.post("/v1/search", json={"query": "How much did the pressure at the tap rise in the eastern district?",
+                                           "top_k": 1, "document_ids": ["kept-report"]})
+    evidence = resp.json()["results"][0]["evidence"]
+    assert evidence["boxes"] and {b["page"] for b in evidence["boxes"]} == {1}
+    assert all(0 <= b["x0"] < b["x1"] <= 1 and 0 <= b["y0"] < b["y1"] <= 1 for b in evidence["boxes"])
+    # a document sent as JSON text has no file and no boxes
+    client.post("/v1/documents", json={"title": "Plain", "text": "Just text here.", "id": "plain-one"})
+    assert client.get("/v1/documents/plain-one/file").status_code == 404
+    assert client.get("/v1/documents/plain-one/boxes", params={"start": 0, "end": 4}).json() == []
+    # deleting the document deletes what was kept
+    assert client.delete("/v1/documents/kept-report").status_code == 200
+    assert client.get("/v1/documents/kept-report/file").status_code == 404
+
+
+def test_a_scan_upload_is_a_job_with_progress_and_a_result(fast_server) -> None:
+    import time
+
+    client = fast_server.client
+    scan = docgen.scanned_pdf(docgen.short_pages_pdf(["Otters hold hands while they sleep"]), dpi=100)
+    resp = client.post("/v1/documents", files={"file": ("otters.pdf", scan, "application/pdf")})
+    assert resp.status_code == 202, resp.text
+    accepted = resp.json()
+    assert resp.headers["location"] == accepted["location"] == f"/v1/jobs/{accepted['job_id']}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        job = client.get(accepted["location"]).json()
+        if job["state"] in ("done", "failed"):
+            break
+        time.sleep(0.5)
+    assert job["state"] == "done", job
+    assert job["result"]["document_id"] == "otters" and job["result"]["passages"] >= 1
+    assert job["progress"]["pages parsed"] == {"done": 1, "total": 1}
+    assert job["progress"]["pages OCR'd"] == {"done": 1, "total": 1}
+    assert job["progress"]["passages embedded"]["done"] == job["progress"]["passages embedded"]["total"]
+    assert "Otters hold hands" in client.get("/v1/documents/otters").json()["text"]
+    # what the quick checks find is refused at once, not queued
+    resp = client.post("/v1/documents", params={"background": "true"},
+                       files={"file": ("secret.pdf", docgen.encrypted_pdf(), "application/pdf")})
+    assert resp.status_code == 422 and "password" in resp.json()["error"]["message"]
+    # a job that fails later says why: an image whose header is fine but whose pixels are cut off
+    resp = client.post("/v1/documents", files={"file": ("cut.png", docgen.png_header(400, 300), "image/png")})
+    assert resp.status_code == 202
+    failed = client.get(resp.json()["location"]).json()
+    while failed["state"] not in ("done", "failed"):
+        time.sleep(0.3)
+        failed = client.get(resp.json()["location"]).json()
+    assert failed["state"] == "failed" and failed["error"]["type"] == "CorruptDocumentError"
+    assert "cut.png" in failed["error"]["message"]
+    assert client.get("/v1/jobs/nope").status_code == 404
+    assert any(j["id"] == accepted["job_id"] for j in client.get("/v1/jobs").json())
+
+
+def test_citation_label() -> None:
+    from qa.models import citation_label
+
+    assert citation_label("Report", "2 Budget", 12) == "Report › p. 12 › 2 Budget"
+    assert citation_label("Report", "2 Budget", 2, 3) == "Report › p. 2–3 › 2 Budget"
+    assert citation_label("Notes", None) == "Notes"

@@ -148,3 +148,45 @@ def test_html_in_documents_renders_as_text(xss_server: QAServer, browser_page):
     assert page.dialogs == [] and page.errors == []
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "web-html-as-text.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def pdf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QAServer]:
+    """A USE-m server of this module's own with a three-page PDF uploaded, every question answerable."""
+    yield from running_server("web-pdf", tmp_path_factory, QA_EMBEDDER="use-m", QA_ANSWERABLE_THRESHOLD="0")
+
+
+@pytest.mark.browser
+def test_pdf_citation_shows_the_page_with_the_evidence_highlighted(pdf_server: QAServer, browser_page,
+                                                                   tmp_path_factory: pytest.TempPathFactory):
+    import docgen
+    from conftest import artifacts_dir
+
+    resp = pdf_server.client.post("/v1/documents", files={"file": ("water.pdf", docgen.report_pdf(), "application/pdf")})
+    assert resp.status_code == 201, resp.text
+    page = browser_page
+    turn = ask_in_page(page, pdf_server.base_url, "How much did the pressure at the tap rise in the eastern district?")
+    first = turn.locator(".citation").first
+    assert first.get_attribute("data-passage-id").startswith("water:")
+    first.locator("button").click()
+    page.locator("#panel-pages figure.page").first.wait_for()
+    figure = page.locator("#panel-pages figure.page").first
+    assert figure.get_attribute("data-page") == "1"
+    page.wait_for_function("() => { const i = document.querySelector('#panel-pages img'); "
+                           "return i && i.complete && i.naturalWidth > 0; }")
+    frame = figure.locator(".page-frame").bounding_box()
+    highlights = figure.locator(".highlight")
+    assert highlights.count() >= 1
+    for k in range(highlights.count()):
+        box = highlights.nth(k).bounding_box()
+        # on the page, in its right column (the evidence is from the right column of page 1)
+        assert frame["x"] + frame["width"] / 2 < box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1
+        assert frame["y"] < box["y"] < frame["y"] + frame["height"] / 2 and box["height"] > 2
+    # the highlighted area of the rendered page holds the evidence: compare with the kept layout's text
+    evidence = first.locator(".evidence").inner_text()
+    assert "pressure" in evidence
+    out = artifacts_dir(tmp_path_factory)
+    page.screenshot(path=str(out / "web-pdf-page.png"), full_page=True)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "web-pdf-page.png"), full_page=True)
+    assert page.dialogs == [] and page.errors == []

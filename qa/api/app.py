@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from qa import __version__
 from qa.api.errors import install_error_handlers
-from qa.api.routers import chat, collections, documents, embeddings, health, search, web
+from qa.api.routers import chat, collections, documents, files, embeddings, health, search, web
 from qa.mcp_server import mount_streamable_http
 from qa.settings import Settings, get_settings
 from qa.wiring import ServiceHolder
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, holder: ServiceHolder | None = 
     )
     app.state.holder = holder
     install_error_handlers(app)
-    for module in (search, collections, documents, health, chat, embeddings, web):
+    for module in (search, collections, documents, files, health, chat, embeddings, web):
         app.include_router(module.router)
     mcp_sessions = mount_streamable_http(app, holder, settings)  # MCP over streamable HTTP at /mcp
     return app

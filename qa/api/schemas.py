@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -35,10 +36,21 @@ class SearchBody(BaseModel):
         return value
 
 
+class BoxOut(BaseModel):
+    """Where a piece of text sits on a page: fractions (0-1) of the displayed page from its top-left."""
+
+    page: int
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
 class EvidenceOut(BaseModel):
     text: str
     start: int
     end: int
+    boxes: list[BoxOut] | None = Field(None, description="For PDFs and scans: the evidence on its page(s).")
 
 
 class PassageOut(BaseModel):
@@ -79,10 +91,11 @@ class ResultOut(PassageOut):
     explain: dict[str, float] | None = None
 
     @classmethod
-    def from_hit(cls, hit: Hit) -> ResultOut:
+    def from_hit(cls, hit: Hit, boxes: list[dict] | None = None) -> ResultOut:
         return cls(
             rank=hit.rank, score=hit.score, **cls.passage_fields(hit.passage),
-            evidence=EvidenceOut(text=hit.evidence.text, start=hit.evidence.start, end=hit.evidence.end),
+            evidence=EvidenceOut(text=hit.evidence.text, start=hit.evidence.start, end=hit.evidence.end,
+                                 boxes=[BoxOut(**b) for b in boxes] if boxes else None),
             explain=hit.components or None,
         )
 
@@ -99,9 +112,10 @@ class SearchOut(BaseModel):
                           "cross_language, fusion, second_stage, confidence, evidence, and total.")
 
     @classmethod
-    def from_result(cls, result: SearchResult) -> SearchOut:
+    def from_result(cls, result: SearchResult, boxes: Callable[[Hit], list[dict]] | None = None) -> SearchOut:
         return cls(query=result.query, query_lang=result.query_lang, answerable=result.answerable,
-                   confidence=result.confidence, results=[ResultOut.from_hit(h) for h in result.hits],
+                   confidence=result.confidence,
+                   results=[ResultOut.from_hit(h, boxes(h) if boxes else None) for h in result.hits],
                    timings_ms=result.timings_ms or None)
 
 
@@ -134,6 +148,34 @@ class IngestOut(BaseModel):
     status: Literal["added", "replaced", "unchanged", "duplicate"]
     passages: int
     duplicate_of: str | None = None
+
+
+class JobAcceptedOut(BaseModel):
+    job_id: str
+    state: str
+    location: str = Field(description="GET this for progress and the result.")
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    state: Literal["queued", "running", "done", "failed"]
+    progress: dict[str, dict[str, int]] = Field(description="Per stage (pages parsed, pages OCR'd, passages "
+                                                "embedded): done and total.")
+    result: IngestOut | None = None
+    error: dict[str, str] | None = None
+    filename: str | None = None
+    resumed: int = Field(0, description="How often a restart resumed it.")
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_job(cls, job) -> JobOut:
+        data = job.public()
+        return cls(id=data["id"], kind=data["kind"], state=data["state"], progress=data["progress"],
+                   result=IngestOut(**data["result"]) if data["result"] else None, error=data["error"],
+                   filename=data["params"].get("filename"), resumed=data["resumed"],
+                   created_at=data["created_at"], updated_at=data["updated_at"])
 
 
 class IngestBatchOut(BaseModel):

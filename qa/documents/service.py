@@ -44,6 +44,9 @@ class FolderProgress:
     files_done: int = 0
     passages_embedded: int = 0
     current: str = ""
+    stage: str = ""  # within the current file, for long PDFs and scans: "pages parsed", "pages OCR'd"
+    stage_done: int = 0
+    stage_total: int = 0
 
 
 @dataclass
@@ -101,6 +104,8 @@ class DocumentService:
         """Remove a collection and everything in it; the default collection is emptied and stays."""
         self.corpus.collection(name)
         self.corpus.delete_collection(name)
+        if self.ingest_service.originals is not None:
+            self.ingest_service.originals.delete_collection(name)
         if name == DEFAULT_COLLECTION:
             self.corpus.store.ensure_collection(DEFAULT_COLLECTION, "The default knowledge base.")
 
@@ -131,6 +136,8 @@ class DocumentService:
         self.corpus.collection(collection)
         if not self.corpus.delete_document(collection, document_id):
             raise DocumentNotFoundError(collection, document_id)
+        if self.ingest_service.originals is not None:  # the kept file, its layout and page images
+            self.ingest_service.originals.delete(collection, document_id)
 
     def passage(self, passage_id: str, collection: str = DEFAULT_COLLECTION) -> Passage | None:
         self.corpus.collection(collection)
@@ -182,7 +189,12 @@ class DocumentService:
         for path in files:
             state.current = path.name
             try:
-                doc = self.parse(path.read_bytes(), path.name)
+                def pages(stage: str, done: int, total: int) -> None:
+                    state.stage, state.stage_done, state.stage_total = stage, done, total
+                    if progress:
+                        progress(state)
+
+                doc = self.ingest_service.parse(path.read_bytes(), path.name, on_progress=pages)
                 doc_id = document_id_for(path.stem)
             except (OSError, ValueError) as exc:  # parser errors are ValueErrors with a message
                 report.skipped.append(Skipped(str(path), str(exc)))

@@ -19,6 +19,7 @@ from embeddings import Embedder
 from qa.corpus import Corpus
 from qa.ingest.chunker import chunk_document
 from qa.ingest.formats import SUPPORTED_EXTENSIONS, ParseOptions, parse_file
+from qa.ingest.originals import OriginalFiles
 from qa.models import ParsedDocument, Passage, passage_id
 from qa.store import DEFAULT_COLLECTION, StoredPassage
 from qa.store.sqlite import new_document
@@ -81,15 +82,18 @@ class IngestService:
     """Adds, replaces and deletes documents in a corpus."""
 
     def __init__(self, corpus: Corpus, embedder: Embedder, max_passage_tokens: int, heading_max_chars: int,
-                 parse_options: ParseOptions | None = None):
+                 parse_options: ParseOptions | None = None, originals: OriginalFiles | None = None):
         self.corpus = corpus
+        self.originals = originals
         self.embedder = embedder
         self.max_passage_tokens = max_passage_tokens
         self.parse_options = parse_options or ParseOptions(heading_max_chars=heading_max_chars)
 
-    def parse(self, raw: bytes | str, filename: str | None = None, title: str | None = None) -> ParsedDocument:
-        """Any supported file (PDF, DOCX, PPTX, images, text; see :mod:`qa.ingest.formats`)."""
-        return parse_file(raw, filename, replace(self.parse_options, title=title))
+    def parse(self, raw: bytes | str, filename: str | None = None, title: str | None = None,
+              on_progress: Callable[[str, int, int], None] | None = None) -> ParsedDocument:
+        """Any supported file (PDF, DOCX, PPTX, images, text; see :mod:`qa.ingest.formats`);
+        ``on_progress(stage, done, total)`` follows a long parse (pages parsed, pages OCR'd)."""
+        return parse_file(raw, filename, replace(self.parse_options, title=title, on_progress=on_progress))
 
     def ingest(self, doc: ParsedDocument, document_id: str | None = None,
                on_progress: Callable[[int, int], None] | None = None,
@@ -178,6 +182,11 @@ class IngestService:
         document = new_document(p.document_id, doc.title, detect_lang(doc.text), doc.source, doc.published,
                                 p.digest, doc.metadata, collection)
         replaced = self.corpus.store.document_hash(collection, p.document_id) is not None
+        if self.originals is not None:  # before the document: a stored document never lacks its original
+            if doc.original is not None:
+                self.originals.save(collection, p.document_id, doc.original, doc.original_ext or "", doc.layout)
+            elif replaced:
+                self.originals.delete(collection, p.document_id)
         self.corpus.write_document(collection, document, doc.text, stored)
         return IngestResult(p.document_id, "replaced" if replaced else "added", len(stored))
 

@@ -7,6 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const log = $("log"), form = $("ask"), input = $("question"), send = $("send");
   const panel = $("panel"), panelTitle = $("panel-title"), panelMeta = $("panel-meta"), panelText = $("panel-text");
+  const panelPages = $("panel-pages");
   let history = [];  // earlier turns, sent along so follow-up questions can be resolved
   let busy = false;
   const picker = $("collection");
@@ -138,6 +139,7 @@
     panelTitle.textContent = c.title || c.document_id;
     panelMeta.textContent = "…";
     panelText.textContent = "";
+    panelPages.textContent = "";
     document.querySelectorAll(".citation.active").forEach((n) => n.classList.remove("active"));
     document.querySelectorAll(`.citation`).forEach((n) => {
       if (n.dataset.passageId === c.passage_id) n.classList.add("active");
@@ -151,7 +153,8 @@
       panelMeta.textContent = `无法读取原文 could not load the passage: ${e.message}`;
       return;
     }
-    panelMeta.textContent = [p.section, `¶${p.paragraph}`, `${p.passage_id}`, `[${p.start}:${p.end}]`,
+    const page = p.page ? (p.page_end ? `p. ${p.page}–${p.page_end}` : `p. ${p.page}`) : null;
+    panelMeta.textContent = [page, p.section, `¶${p.paragraph}`, `${p.passage_id}`, `[${p.start}:${p.end}]`,
       p.published, p.source].filter(Boolean).join(" · ");
     // Evidence offsets are document offsets, like the passage's: make them relative to the passage.
     const text = p.text;
@@ -160,6 +163,43 @@
     const mark = el("mark", "evidence", text.slice(s, e));
     panelText.append(document.createTextNode(text.slice(0, s)), mark, document.createTextNode(text.slice(e)));
     mark.scrollIntoView({ block: "nearest" });
+    showPages(p, c.evidence, c.collection || collection);
+  }
+
+  // ---- the page view: a PDF or scan page with the evidence highlighted on it ----------------------
+  async function showPages(p, evidence, kb) {
+    const inKb = `collection=${encodeURIComponent(kb)}`;
+    panelPages.textContent = "";
+    let boxes = [];
+    try {
+      const res = await fetch(`/v1/documents/${encodeURIComponent(p.document_id)}/boxes?start=${evidence.start}&end=${evidence.end}&${inKb}`);
+      if (res.ok) boxes = await res.json();
+    } catch (e) { return; }
+    if (!boxes.length) return;  // not a paged document, or no layout kept
+    const pages = [...new Set(boxes.map((b) => b.page))];
+    for (const n of pages) {
+      const figure = el("figure", "page");
+      figure.dataset.page = n;
+      const frame = el("div", "page-frame");
+      const img = el("img");
+      img.alt = `${p.title} · p. ${n}`;
+      img.src = `/v1/documents/${encodeURIComponent(p.document_id)}/pages/${n}?${inKb}`;
+      frame.appendChild(img);
+      for (const b of boxes.filter((x) => x.page === n)) {
+        const hl = el("div", "highlight");
+        hl.style.left = `${b.x0 * 100}%`;
+        hl.style.top = `${b.y0 * 100}%`;
+        hl.style.width = `${(b.x1 - b.x0) * 100}%`;
+        hl.style.height = `${(b.y1 - b.y0) * 100}%`;
+        frame.appendChild(hl);
+      }
+      figure.append(frame, el("figcaption", null, `p. ${n}`));
+      panelPages.appendChild(figure);
+      img.addEventListener("load", () => {
+        const first = frame.querySelector(".highlight");
+        if (first && n === pages[0]) first.scrollIntoView({ block: "center" });
+      }, { once: true });
+    }
   }
 
   $("panel-close").addEventListener("click", () => { panel.hidden = true; });

@@ -6,6 +6,7 @@ import json
 from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -18,9 +19,12 @@ from qa.api.schemas import (
     DocumentOut,
     IngestBatchOut,
     IngestOut,
+    JobAcceptedOut,
     PassageOut,
 )
 from qa.ingest.errors import DocumentParseError
+from qa.ingest.formats import detect_parser
+from qa.ingest.jobs import needs_a_job
 from qa.ingest.service import InvalidDocumentIdError, document_id_for
 from qa.models import Document
 from qa.store.base import DEFAULT_COLLECTION
@@ -61,7 +65,8 @@ def _document_out(doc: Document, text: str | None = None) -> DocumentOut:
                        metadata=doc.metadata, text=text)
 
 
-async def _read_upload(request: Request, services: Services):
+async def _read_upload(request: Request, services: Services) -> tuple[bytes, str | None, str, str | None]:
+    """The upload's bytes, file name, document id (from the form or the file name) and title."""
     form = await request.form(max_files=1, max_fields=10)
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
@@ -73,9 +78,7 @@ async def _read_upload(request: Request, services: Services):
     filename = upload.filename or None  # without a name the content decides the format
     doc_id = form.get("id") or (filename.rsplit("/", 1)[-1].rsplit(".", 1)[0] if filename else "upload")
     title = form.get("title") or None
-    parsed = await run_in_threadpool(services.documents.parse, raw, filename,  # parsing is CPU work
-                                     title=title if isinstance(title, str) else None)
-    return parsed, str(doc_id)
+    return raw, filename, str(doc_id), title if isinstance(title, str) else None
 
 
 async def _json_body(request: Request, services: Services, model: type[BodyT]) -> BodyT:
@@ -103,16 +106,28 @@ async def _read_json(request: Request, services: Services):
     return await run_in_threadpool(_parse_body, services, body)
 
 
-@router.post("/v1/documents", response_model=IngestOut, status_code=201, openapi_extra=_UPLOAD_DOC)
+@router.post("/v1/documents", response_model=IngestOut, status_code=201, openapi_extra=_UPLOAD_DOC,
+             responses={202: {"model": JobAcceptedOut, "description": "A long upload, queued as a job."}})
 async def add_document(request: Request, collection: str = CollectionParam,
-                       services: Services = Depends(get_services)) -> IngestOut:
-    """Add or replace a document: JSON ``{"title","text","source"?,"published"?,"id"?}`` or a file upload."""
+                       services: Services = Depends(get_services)):
+    """Add or replace a document: JSON ``{"title","text","source"?,"published"?,"id"?}`` or a file upload.
+
+    A long upload (a PDF over ``QA_SYNC_MAX_PAGES`` pages, a scan, an image; or ``?background=true``)
+    answers ``202`` with a job id: ``GET /v1/jobs/{id}`` gives its progress and result.
+    ``?wait=true`` waits for it instead."""
     services.documents.collection(collection)  # 404 before the body is read
     content_type = request.headers.get("content-type", "")
     try:
         if content_type.startswith("multipart/form-data"):
-            parsed, doc_id = await _read_upload(request, services)
+            raw, filename, doc_id, title = await _read_upload(request, services)
             doc_id = document_id_for(doc_id)
+            if await run_in_threadpool(_as_job, request, services, raw, filename):
+                job = services.jobs.submit("ingest", {"filename": filename, "id": doc_id, "title": title,
+                                                      "collection": collection}, raw)
+                location = f"/v1/jobs/{job.id}"
+                return JSONResponse(JobAcceptedOut(job_id=job.id, state=job.state, location=location).model_dump(),
+                                    status_code=202, headers={"Location": location})
+            parsed = await run_in_threadpool(services.ingest.parse, raw, filename, title)  # parsing is CPU work
         elif content_type.startswith("application/json") or not content_type:
             parsed, doc_id = await _read_json(request, services)
         else:
@@ -122,6 +137,18 @@ async def add_document(request: Request, collection: str = CollectionParam,
         raise ApiError(getattr(exc, "status", 422), type(exc).__name__, str(exc)) from exc
     result = await run_in_threadpool(services.documents.add, parsed, doc_id, collection)
     return IngestOut(**result.__dict__)
+
+
+def _as_job(request: Request, services: Services, raw: bytes, filename: str | None) -> bool:
+    """``?background=true``, or a long upload (see ``QA_SYNC_MAX_PAGES``) unless ``?wait=true``; a file
+    of the wrong or no supported format is refused here, not queued."""
+    if services.jobs is None:
+        return False
+    detect_parser(raw, filename).precheck(raw, filename, services.ingest.parse_options)
+    flag = lambda name: request.query_params.get(name, "").lower() in ("1", "true", "yes")  # noqa: E731
+    if flag("background"):
+        return True
+    return not flag("wait") and needs_a_job(raw, filename, services.settings.sync_max_pages)
 
 
 @router.post("/v1/documents/batch", response_model=IngestBatchOut, status_code=201)

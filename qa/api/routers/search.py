@@ -24,4 +24,12 @@ def search(body: SearchBody, services: Services = Depends(get_services)) -> Sear
         collection=body.collection, sources=tuple(body.sources) if body.sources is not None else None,
         published_from=body.published_from, published_to=body.published_to,
     ))
-    return SearchOut.from_result(result)
+    return SearchOut.from_result(result, boxes=lambda hit: evidence_boxes(services, hit))
+
+
+def evidence_boxes(services: Services, hit) -> list[dict]:
+    """The evidence's boxes on its page(s), for documents with a layout (PDFs, scans)."""
+    if services.originals is None:
+        return []
+    p = hit.passage
+    return services.originals.boxes(p.collection, p.document_id, hit.evidence.start, hit.evidence.end)

@@ -54,6 +54,10 @@ class FormatParser:
     def parse(self, raw: bytes, filename: str | None, options: ParseOptions) -> ParsedDocument:
         raise NotImplementedError
 
+    def precheck(self, raw: bytes, filename: str | None, options: ParseOptions) -> None:
+        """The quick checks of :meth:`parse` (limits, encryption, a broken header), raising the same
+        errors, so that an upload queued as a job is refused at once when it would fail anyway."""
+
 
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 

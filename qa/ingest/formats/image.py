@@ -29,36 +29,18 @@ class ImageParser(FormatParser):
     extensions = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
     def parse(self, raw: bytes, filename: str | None, options: ParseOptions) -> ParsedDocument:
-        from PIL import Image, ImageOps, UnidentifiedImageError
+        from PIL import Image, ImageOps
 
         from qa.ingest.ocr import get_ocr_engine, ocr_lines
 
         label = repr(filename) if filename else "the image"
-        if not options.ocr:
-            raise EmptyDocumentError(f"{label} is an image and OCR is off (QA_OCR=false): no text to read")
-        try:
-            image = Image.open(io.BytesIO(raw))  # reads the header only
-        except Image.DecompressionBombError as exc:
-            raise DocumentTooLargeError(f"{label} has too many pixels for Pillow to open safely ({exc}), far over "
-                                        f"the limit of {options.max_image_pixels:,} pixels (QA_MAX_IMAGE_PIXELS): "
-                                        "scale it down (300 dpi is plenty for OCR)") from None
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise CorruptDocumentError(f"{label} cannot be read as an image ({exc})") from None
-        if image.format not in _FORMATS:
-            raise CorruptDocumentError(f"{label} is a {image.format} image; upload PNG, JPEG or TIFF")
+        image = self._open(raw, label, options)
         frames = getattr(image, "n_frames", 1)
-        if frames > options.max_pages:
-            raise DocumentTooLargeError(f"{label} has {frames} frames, over the limit of {options.max_pages} "
-                                        "(QA_MAX_DOCUMENT_PAGES)")
         pages: list[PageLines] = []
         for k in range(frames):
             try:
                 image.seek(k)
-                width, height = image.size
-                if width * height > options.max_image_pixels:
-                    raise DocumentTooLargeError(
-                        f"{label} is {width} x {height} pixels, over the limit of {options.max_image_pixels:,} "
-                        "(QA_MAX_IMAGE_PIXELS): scale it down (300 dpi is plenty for OCR)")
+                _check_size(image, label, options)
                 frame = ImageOps.exif_transpose(image.convert("RGB") if image.mode not in ("RGB", "L") else image)
                 frame.load()
             except DocumentTooLargeError:
@@ -76,3 +58,39 @@ class ImageParser(FormatParser):
             raise EmptyDocumentError(f"{label}: OCR found no text in it")
         doc = assemble(pages, fmt="image", title=options.title)
         return doc
+
+    def precheck(self, raw: bytes, filename: str | None, options: ParseOptions) -> None:
+        self._open(raw, repr(filename) if filename else "the image", options)
+
+    @staticmethod
+    def _open(raw: bytes, label: str, options: ParseOptions):
+        """The image with its header read (no pixel decoded yet), after the checks on OCR, format, frames
+        and the first frame's size."""
+        from PIL import Image, UnidentifiedImageError
+
+        if not options.ocr:
+            raise EmptyDocumentError(f"{label} is an image and OCR is off (QA_OCR=false): no text to read")
+        try:
+            image = Image.open(io.BytesIO(raw))  # reads the header only
+        except Image.DecompressionBombError as exc:
+            raise DocumentTooLargeError(f"{label} has too many pixels for Pillow to open safely ({exc}), far over "
+                                        f"the limit of {options.max_image_pixels:,} pixels (QA_MAX_IMAGE_PIXELS): "
+                                        "scale it down (300 dpi is plenty for OCR)") from None
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise CorruptDocumentError(f"{label} cannot be read as an image ({exc})") from None
+        if image.format not in _FORMATS:
+            raise CorruptDocumentError(f"{label} is a {image.format} image; upload PNG, JPEG or TIFF")
+        frames = getattr(image, "n_frames", 1)
+        if frames > options.max_pages:
+            raise DocumentTooLargeError(f"{label} has {frames} frames, over the limit of {options.max_pages} "
+                                        "(QA_MAX_DOCUMENT_PAGES)")
+        _check_size(image, label, options)
+        return image
+
+
+def _check_size(image, label: str, options: ParseOptions) -> None:
+    width, height = image.size
+    if width * height > options.max_image_pixels:
+        raise DocumentTooLargeError(
+            f"{label} is {width} x {height} pixels, over the limit of {options.max_image_pixels:,} "
+            "(QA_MAX_IMAGE_PIXELS): scale it down (300 dpi is plenty for OCR)")

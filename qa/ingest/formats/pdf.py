@@ -81,10 +81,32 @@ def _check_active_content(pdf, raw: bytes, label: str) -> None:
                                   "embedded files on their own (or set QA_REFUSE_ACTIVE_CONTENT=false)")
 
 
+def _check(pdf, raw: bytes, label: str, options: ParseOptions) -> int:
+    """The page count, after the limits and the active-content check (the caller holds the lock)."""
+    n = len(pdf)
+    if n > options.max_pages:
+        raise DocumentTooLargeError(f"{label} has {n} pages, over the limit of {options.max_pages} "
+                                    "(QA_MAX_DOCUMENT_PAGES): split it")
+    if n == 0:
+        raise EmptyDocumentError(f"{label} has no pages")
+    if options.refuse_active_content:
+        _check_active_content(pdf, raw, label)
+    return n
+
+
 class PdfParser(FormatParser):
     name = "pdf"
     label = "a PDF"
     extensions = (".pdf",)
+
+    def precheck(self, raw: bytes, filename: str | None, options: ParseOptions) -> None:
+        label = repr(filename) if filename else "the PDF"
+        with PDFIUM_LOCK:
+            pdf = _open(raw, label)
+            try:
+                _check(pdf, raw, label, options)
+            finally:
+                pdf.close()
 
     def parse(self, raw: bytes, filename: str | None, options: ParseOptions) -> ParsedDocument:
         label = repr(filename) if filename else "the PDF"
@@ -92,14 +114,7 @@ class PdfParser(FormatParser):
             pdf = _open(raw, label)
         try:
             with PDFIUM_LOCK:
-                n = len(pdf)
-                if n > options.max_pages:
-                    raise DocumentTooLargeError(f"{label} has {n} pages, over the limit of {options.max_pages} "
-                                                "(QA_MAX_DOCUMENT_PAGES): split it")
-                if n == 0:
-                    raise EmptyDocumentError(f"{label} has no pages")
-                if options.refuse_active_content:
-                    _check_active_content(pdf, raw, label)
+                n = _check(pdf, raw, label, options)
                 meta = pdf.get_metadata_dict(skip_empty=True)
             pages: list[PageLines] = []
             display: list[tuple[float, float]] = []
@@ -333,3 +348,29 @@ def render_page(path: Path, page_no: int, dpi: int = 110, max_pixels: int = 16_0
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=False)
     return out.getvalue()
+
+
+def quick_look(raw: bytes) -> tuple[int, bool] | None:
+    """``(pages, whether the first page has text)`` of a PDF, or None when PDFium cannot open it
+    (the parse will say why)."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as r
+
+    with PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(raw)
+        except pdfium.PdfiumError:
+            return None
+        try:
+            if len(pdf) == 0:
+                return 0, False
+            page = pdf[0]
+            textpage = page.get_textpage()
+            try:
+                has_text = r.FPDFText_CountChars(textpage.raw) >= _MIN_TEXT_CHARS
+            finally:
+                textpage.close()
+                page.close()
+            return len(pdf), has_text
+        finally:
+            pdf.close()
