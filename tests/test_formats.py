@@ -348,9 +348,14 @@ def test_uploaded_pdf_docx_and_pptx_are_searchable_with_exact_citations(fast_ser
     citations_fast(result)
     top = result["results"][0]
     assert top["text"] == docgen.RUN_OVER and top["section"] == "2 Budget"
+    assert (top["page"], top["page_end"]) == (2, 3)  # the paragraph runs from page 2 onto page 3
+    assert {b["page"] for b in top["evidence"]["boxes"]} <= {2, 3}
     resp = client.post("/v1/search", json={"query": "水质合格率是多少？", "top_k": 1, "document_ids": ["water-report"]})
     citations_fast(resp.json())
     assert resp.json()["results"][0]["text"] == docgen.ZH_PARAGRAPH
+    assert resp.json()["results"][0]["page"] == 3 and resp.json()["results"][0]["page_end"] is None
+    slide = client.get("/v1/passages/deck:3").json()  # the second slide's bullet
+    assert slide["page"] == 2 and slide["section"] == "季度总结"
 
 
 def test_a_multi_page_scan_goes_through_the_ocr_pool_with_progress() -> None:

@@ -172,6 +172,7 @@ def test_pdf_citation_shows_the_page_with_the_evidence_highlighted(pdf_server: Q
     page.locator("#panel-pages figure.page").first.wait_for()
     figure = page.locator("#panel-pages figure.page").first
     assert figure.get_attribute("data-page") == "1"
+    assert page.locator("#panel-meta").inner_text().startswith("p. 1 · 1 Introduction")
     page.wait_for_function("() => { const i = document.querySelector('#panel-pages img'); "
                            "return i && i.complete && i.naturalWidth > 0; }")
     frame = figure.locator(".page-frame").bounding_box()
