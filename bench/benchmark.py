@@ -280,10 +280,11 @@ class ClusteredVectors:
         self.basis = (rng.standard_normal((dim, latent), dtype=np.float32) / math.sqrt(dim)).astype(np.float32)
         self.latent = latent
 
-    def sample(self, n: int, rng) -> "np.ndarray":  # noqa: F821
+    def sample(self, n: int, rng, clusters: "np.ndarray | None" = None) -> "np.ndarray":  # noqa: F821
+        """``n`` vectors, each near a random centre, or near ``clusters[i]`` (centre indices) when given."""
         import numpy as np
 
-        k = rng.integers(0, len(self.centres), n)
+        k = rng.integers(0, len(self.centres), n) if clusters is None else np.asarray(clusters)
         z = rng.standard_normal((n, self.latent), dtype=np.float32) / math.sqrt(self.latent)
         g = rng.standard_normal((n, self.dim), dtype=np.float32) / math.sqrt(self.dim)
         x = self.centres[k] + 0.5 * (z @ self.basis.T) + 0.25 * g
@@ -584,11 +585,12 @@ def _child_env(**extra: str) -> dict[str, str]:
 FIRST_STAGE = "qa-first-stage"  # bench label of qa with the second stage turned off
 
 
-def make_qa(tmp: Path, label: str, cache_dir: Path, **settings: str) -> QaSystem:
-    """A qa server on its own data folder; ``settings`` are extra ``QA_*`` environment variables."""
+def make_qa(tmp: Path, label: str, cache_dir: Path, data_dir: Path | None = None, **settings: str) -> QaSystem:
+    """A qa server on its own data folder (``data_dir``, default a new one in ``tmp``), no seeds;
+    ``settings`` are extra ``QA_*`` environment variables."""
     port = free_port()
     (tmp / "no-seeds").mkdir(exist_ok=True)
-    env = _child_env(QA_DATA_DIR=str(tmp / f"{label}-data"), QA_SEEDS_DIR=str(tmp / "no-seeds"),
+    env = _child_env(QA_DATA_DIR=str(data_dir or tmp / f"{label}-data"), QA_SEEDS_DIR=str(tmp / "no-seeds"),
                      QA_CACHE_DIR=str(cache_dir), QA_HOST=HOST, QA_PORT=str(port), **settings)
     cmd = [sys.executable, "-m", "qa.cli", "serve", "--host", HOST, "--port", str(port), "--log-level", "warning"]
     system = QaSystem(ServerProcess(label, cmd, env=env, cwd=tmp, port=port, log=tmp / f"{label}.log"))

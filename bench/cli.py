@@ -51,6 +51,13 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           scale_budget: float = typer.Option(600.0, help="Build seconds per index variant before extrapolating."),
           scale_variants: Optional[str] = typer.Option(
               None, help="--scale: index variants to build, comma-separated: hnsw, hnsw_sq8 (default: both)."),
+          corpus_scale: Optional[int] = typer.Option(
+              None, min=1, help="Instead: the whole stack (real server, light model) on a data folder of this many "
+              "synthetic passages: build, disk, start-up, memory, POST/DELETE, search per filter, searchers + writers "
+              "(--queries distinct questions, --duration seconds of load per phase, --load-rounds)."),
+          corpus_dir: Optional[Path] = typer.Option(
+              None, help="--corpus-scale: build the folder here (kept), or reuse the one an earlier run built here."),
+          write_rounds: int = typer.Option(20, min=1, help="--corpus-scale: timed POST + DELETE rounds."),
           matryoshka: Optional[str] = typer.Option(None, help="Instead: qa eval xquad at these dims, e.g. 512,256."),
           formats: bool = typer.Option(False, "--formats", help="Instead: document parsing speed (PDF pages/s, "
                                        "embedding excluded) and OCR speed and character error rate."),
@@ -58,7 +65,8 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           eval_limit: Optional[int] = typer.Option(None, help="--matryoshka: only the first N questions per direction."),
           output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
           ) -> None:
-    """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --scale / --matryoshka."""
+    """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --scale / --corpus-scale /
+    --matryoshka."""
     from bench.benchmark import SCALE_VARIANTS, check_scale_variants, run_bench, run_scale, run_truncation, write_json
     from qa.cli import _settings
 
@@ -74,6 +82,12 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--scale-variants") from exc
         write_json(output, {"scale": run_scale(scale, variants=variants, budget_s=scale_budget, console=out)})
+    elif corpus_scale:
+        from bench.corpus_scale import run_corpus_scale
+
+        write_json(output, {"corpus_scale": run_corpus_scale(
+            corpus_scale, eval_dir=eval_dir, folder=corpus_dir, questions=queries, write_rounds=write_rounds,
+            load_s=duration, load_rounds=load_rounds, console=out)})
     elif matryoshka:
         dims = [int(d) for d in matryoshka.split(",") if d.strip()]
         write_json(output, {"matryoshka": run_truncation(_settings(None), eval_dir, dims, limit=eval_limit,
