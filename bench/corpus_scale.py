@@ -58,6 +58,7 @@ from bench.synthetic_corpus import (
     build_data_folder,
     disk_usage,
     expected_passages,
+    index_data_folder,
     read_manifest,
 )
 
@@ -213,13 +214,12 @@ def ensure_folder(n: int, folder: Path, eval_dir: Path, console: Console) -> tup
     """The manifest of a folder holding ``n`` synthetic passages: built now (second value True), or
     one built before for the same ``n``."""
     manifest = read_manifest(folder) if folder.is_dir() else None
-    if manifest is not None:
-        if manifest["passages"] != n:
-            raise ValueError(f"{folder} holds a synthetic corpus of {manifest['passages']:,} passages, not {n:,}: "
-                             "give another --corpus-dir, or --corpus-scale to match it")
+    if manifest is not None and manifest["passages"] != n:
+        raise ValueError(f"{folder} holds a synthetic corpus of {manifest['passages']:,} passages, not {n:,}: "
+                         "give another --corpus-dir, or --corpus-scale to match it")
+    if manifest is not None and manifest.get("indexed"):
         console.print(f"reusing {folder} ({n:,} passages, built in {manifest['seconds']['total']:.0f} s)")
         return manifest, False
-    spec = CorpusSpec(passages=n, **LIGHT_MODEL)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:
@@ -230,8 +230,10 @@ def ensure_folder(n: int, folder: Path, eval_dir: Path, console: Console) -> tup
                 tasks[phase] = bar.add_task(f"building: {phase}", total=total)
             bar.update(tasks[phase], completed=done)
 
-        build_data_folder(folder, spec, eval_dir, progress=progress)
-    return read_manifest(folder), True
+        if manifest is not None:  # the store was built, its indexes not yet
+            console.print(f"{folder}: store built before; building its indexes")
+            return index_data_folder(folder, progress=progress), True
+        return build_data_folder(folder, CorpusSpec(passages=n, **LIGHT_MODEL), eval_dir, progress=progress), True
 
 
 def run_corpus_scale(n: int, *, eval_dir: Path, folder: Path | None = None, questions: int = 100,

@@ -28,9 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.index.files import atomic_write_json
 from qa.ingest.service import content_hash
 from qa.models import Passage, passage_id
 from qa.settings import Settings
+from qa.store import create_store
 from qa.store.base import DEFAULT_COLLECTION, PassageStore, StoredPassage
 from qa.store.sqlite import SqlitePassageStore, new_document
 from qa.text.sentences import split_sentences
@@ -227,10 +229,11 @@ def read_manifest(folder: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def build_data_folder(folder: Path, spec: CorpusSpec, eval_dir: Path, *,
-                      progress: Callable[[str, int, int], None] | None = None) -> BuildReport:
-    """Build ``folder`` (missing or empty) as the module docstring says; ``progress(phase, done, total)``
-    follows the passages written and indexed."""
+def build_data_folder(folder: Path, spec: CorpusSpec, eval_dir: Path, *, indexes: bool = True,
+                      progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Build ``folder`` (missing or empty) as the module docstring says and return its manifest;
+    ``progress(phase, done, total)`` follows the passages written and indexed. ``indexes=False``
+    stops after the store (:func:`index_data_folder` builds them later, e.g. with other index code)."""
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder} is not empty: give a new folder (or the folder of an earlier build to reuse it)")
@@ -239,8 +242,7 @@ def build_data_folder(folder: Path, spec: CorpusSpec, eval_dir: Path, *,
     tell = progress or (lambda *_: None)
     t0 = time.perf_counter()
     pool = SentencePool(eval_dir)
-    settings = folder_settings(folder)
-    store = _BulkSqliteStore(settings.data_dir / "store.sqlite")
+    store = _BulkSqliteStore(folder_settings(folder).data_dir / "store.sqlite")
     try:
         store.set_meta("model_id", spec.model_id)
         store.set_meta("dimension", str(spec.dimension))
@@ -269,18 +271,38 @@ def build_data_folder(folder: Path, spec: CorpusSpec, eval_dir: Path, *,
                 tell("store", report.passages, spec.passages)
         tell("store", report.passages, spec.passages)
         store.finish()
-        report.seconds["store"] = round(time.perf_counter() - t0, 2)
-        report.collections = counts
-        report.sources = sorted(sources)
-        report.published_range = [min(dates), max(dates)] if dates else []
-        report.facets = [[*k, v] for k, v in sorted(facets.items())]
-        report.seconds.update(build_indexes(store, settings, spec, progress=tell))
     finally:
         store.close()
     _sync_folder(folder)
-    report.seconds["total"] = round(time.perf_counter() - t0, 2)
-    (folder / MANIFEST).write_text(json.dumps(asdict(report), indent=1, ensure_ascii=False), encoding="utf-8")
-    return report
+    report.seconds["store"] = round(time.perf_counter() - t0, 2)
+    report.collections = counts
+    report.sources = sorted(sources)
+    report.published_range = [min(dates), max(dates)] if dates else []
+    report.facets = [[*k, v] for k, v in sorted(facets.items())]
+    manifest = {**asdict(report), "indexed": False}
+    atomic_write_json(folder / MANIFEST, manifest)
+    return index_data_folder(folder, progress=progress) if indexes else manifest
+
+
+def index_data_folder(folder: Path, *, progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """(Re)build both indexes of a built folder from its store, checkpointed; returns the manifest,
+    which records the seconds."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise FileNotFoundError(f"{folder} holds no {MANIFEST}: build it with build_data_folder first")
+    settings = folder_settings(folder)
+    store = create_store(settings)
+    try:
+        seconds = build_indexes(store, settings, CorpusSpec(**manifest["spec"]), progress=progress)
+    finally:
+        store.close()
+    _sync_folder(folder)
+    manifest["seconds"] = {"store": manifest["seconds"]["store"], **seconds}
+    manifest["seconds"]["total"] = round(sum(manifest["seconds"].values()), 2)
+    manifest["indexed"] = True
+    atomic_write_json(folder / MANIFEST, manifest)
+    return manifest
 
 
 def build_indexes(store: PassageStore, settings: Settings, spec: CorpusSpec, *, batch: int = 10_000,

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from bench.corpus_scale import LIGHT_MODEL, filter_variants
-from bench.synthetic_corpus import CorpusSpec, build_data_folder, expected_passages, folder_settings, read_manifest
+from bench.synthetic_corpus import (CorpusSpec, build_data_folder, expected_passages, folder_settings, index_data_folder,
+                                    read_manifest)
 from qa.store.base import SearchFilter
 from qa.text.tokenize import passage_tokens
 from qa.wiring import build_corpus
@@ -31,7 +32,10 @@ pytestmark = pytest.mark.skipif(not (EVAL_DIR / "xquad" / "passages.jsonl").is_f
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("scale") / "data"
-    build_data_folder(path, CorpusSpec(passages=N, **LIGHT_MODEL), EVAL_DIR)
+    stored = build_data_folder(path, CorpusSpec(passages=N, **LIGHT_MODEL), EVAL_DIR, indexes=False)
+    assert stored["indexed"] is False and not (path / "vectors").exists()
+    indexed = index_data_folder(path)  # the two steps a 1M build is run in
+    assert indexed["indexed"] is True and indexed["seconds"]["store"] == stored["seconds"]["store"]
     return path
 
 
