@@ -155,45 +155,44 @@ def write_documents(eval_dir: Path, count: int, seed: int = 1) -> list[dict]:
 # the run
 # =============================================================================================
 class _Writes:
-    """Posts a document under a fresh id and deletes it again; latencies kept per operation."""
+    """Posts a document under a fresh id and deletes it again; wall time (and, one request at a time,
+    the server's CPU time) kept per operation."""
 
-    def __init__(self, url: str, label: str):
-        self.url, self.label, self.count = url, label, 0
-        self.post_s: list[float] = []
-        self.delete_s: list[float] = []
+    def __init__(self, url: str, label: str, pid: int):
+        self.url, self.label, self.pid, self.count = url, label, pid, 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.post, self.delete = _Timer(self.pid), _Timer(self.pid)
 
     def next_id(self) -> str:
         self.count += 1
         return f"bench-{self.label}-{self.count}"
 
-    def post(self, http, body: dict) -> str:
+    def post_one(self, http, body: dict) -> str:
         doc_id = self.next_id()
-        t0 = time.perf_counter()
-        r = http.post(self.url + "/v1/documents", json={**body, "id": doc_id}, timeout=120)
-        self.post_s.append(time.perf_counter() - t0)
+        with self.post:
+            r = http.post(self.url + "/v1/documents", json={**body, "id": doc_id}, timeout=120)
         _check(r, 201, "POST /v1/documents")
         if r.json().get("status") != "added":
             raise RuntimeError(f"POST /v1/documents did not add {doc_id}: {r.text[:300]}")
         return doc_id
 
-    def delete(self, http, doc_id: str) -> None:
-        t0 = time.perf_counter()
-        r = http.delete(f"{self.url}/v1/documents/{doc_id}", timeout=120)
-        self.delete_s.append(time.perf_counter() - t0)
+    def delete_one(self, http, doc_id: str) -> None:
+        with self.delete:
+            r = http.delete(f"{self.url}/v1/documents/{doc_id}", timeout=120)
         _check(r, 200, "DELETE /v1/documents")
 
-    async def apost(self, client, body: dict) -> str:
+    async def cycle(self, client, body: dict) -> None:
+        """POST then DELETE, concurrently with other clients (wall time only: CPU is not theirs alone)."""
         doc_id = self.next_id()
         t0 = time.perf_counter()
         r = await client.post(self.url + "/v1/documents", json={**body, "id": doc_id})
-        self.post_s.append(time.perf_counter() - t0)
+        self.post.wall.append(time.perf_counter() - t0)
         _check(r, 201, "POST /v1/documents")
-        return doc_id
-
-    async def adelete(self, client, doc_id: str) -> None:
         t0 = time.perf_counter()
         r = await client.delete(f"{self.url}/v1/documents/{doc_id}")
-        self.delete_s.append(time.perf_counter() - t0)
+        self.delete.wall.append(time.perf_counter() - t0)
         _check(r, 200, "DELETE /v1/documents")
 
 
@@ -204,6 +203,48 @@ def _check(r, status: int, what: str) -> None:
 
 def _summary(seconds: list[float]) -> dict:
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in latency_summary(seconds).items()}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has used so far, all its threads (nanosecond schedstat where the kernel has it,
+    else clock ticks); differences give the CPU a request cost, which the shared machine's load does
+    not inflate the way it inflates wall time."""
+    total, found = 0, False
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+                found = True
+            except (OSError, ValueError, IndexError):
+                continue
+    except OSError:
+        pass
+    if found:
+        return total / 1e9
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Timer:
+    """Wall and server CPU time of the requests made inside ``with timer:`` blocks."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def __enter__(self) -> _Timer:
+        self._cpu, self._t0 = cpu_seconds(self.pid), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall.append(time.perf_counter() - self._t0)
+        self.cpu.append(cpu_seconds(self.pid) - self._cpu)
+
+    def summary(self) -> dict:
+        cpu_ms = sorted(c * 1000 for c in self.cpu)
+        return {**_summary(self.wall), "server_cpu_ms_mean": round(sum(cpu_ms) / len(cpu_ms), 2) if cpu_ms else None,
+                "server_cpu_ms_p50": round(cpu_ms[len(cpu_ms) // 2], 2) if cpu_ms else None}
 
 
 def _mib(pid: int) -> dict:
@@ -315,26 +356,25 @@ def run_corpus_scale(n: int, *, eval_dir: Path, folder: Path | None = None, ques
 def _measure_search(http, qa: QaSystem, qs: list[dict], variants: dict[str, dict], manifest: dict,
                     phase: Callable[[str], None]) -> dict:
     phase(f"search: {len(qs)} questions, first with the model, then without it under {len(variants)} filters")
-    first = []
+    pid = qa.server.proc.pid
+    first = _Timer(pid)
     for q in qs:
-        t0 = time.perf_counter()
-        _check(http.post(qa.url + "/v1/search", json={"query": q["q"]}, timeout=60), 200, "search")
-        first.append(time.perf_counter() - t0)
+        with first:
+            r = http.post(qa.url + "/v1/search", json={"query": q["q"]}, timeout=60)
+        _check(r, 200, "search")
     names = list(variants)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    timers = {name: _Timer(pid) for name in names}
     hits: dict[str, int] = dict.fromkeys(names, 0)
     violations: dict[str, int] = dict.fromkeys(names, 0)
     for i, q in enumerate(qs):
         for name in names[i % len(names):] + names[:i % len(names)]:  # rotated: drift spreads over all
-            body = {"query": q["q"], "top_k": 5, **variants[name]}
-            t0 = time.perf_counter()
-            r = http.post(qa.url + "/v1/search", json=body, timeout=60)
-            times[name].append(time.perf_counter() - t0)
+            with timers[name]:
+                r = http.post(qa.url + "/v1/search", json={"query": q["q"], "top_k": 5, **variants[name]}, timeout=60)
             _check(r, 200, f"search ({name})")
             results = r.json()["results"]
             hits[name] += len(results)
             violations[name] += sum(hit_violates(h, variants[name]) for h in results)
-    out: dict = {"with_model_first_ask": _summary(first), "filters": {}}
+    out: dict = {"with_model_first_ask": first.summary(), "filters": {}}
     for name in names:
         try:
             admitted = expected_passages(manifest, variants[name])
@@ -342,30 +382,29 @@ def _measure_search(http, qa: QaSystem, qs: list[dict], variants: dict[str, dict
             admitted = None
         out["filters"][name] = {"filter": variants[name], "passages_admitted": admitted,
                                 "mean_hits": round(hits[name] / len(qs), 2), "violations": violations[name],
-                                **_summary(times[name])}
+                                **timers[name].summary()}
     return out
 
 
 def _measure_writes(http, qa: QaSystem, doc: dict, qs: list[dict], rounds: int,
                     phase: Callable[[str], None]) -> dict:
     phase(f"writes: POST and DELETE of one 3-paragraph document, {rounds} rounds, embedding cache warm")
-    writes = _Writes(qa.url, "latency")
-    writes.delete(http, writes.post(http, doc))  # embeds the paragraphs once: the cache is warm from here
-    writes.post_s.clear()
-    writes.delete_s.clear()
-    after: list[float] = []
+    writes = _Writes(qa.url, "latency", qa.server.proc.pid)
+    writes.delete_one(http, writes.post_one(http, doc))  # embeds the paragraphs once: the cache is warm from here
+    writes.reset()
+    after = _Timer(qa.server.proc.pid)
     stream = QuestionStream(qs)
     for _ in range(rounds):
-        doc_id = writes.post(http, doc)
+        doc_id = writes.post_one(http, doc)
         for _ in range(2):  # the first search after the POST, then after the DELETE
-            t0 = time.perf_counter()
-            _check(http.post(qa.url + "/v1/search", json={"query": stream.next()["q"]}, timeout=60), 200, "search")
-            after.append(time.perf_counter() - t0)
+            with after:
+                r = http.post(qa.url + "/v1/search", json={"query": stream.next()["q"]}, timeout=60)
+            _check(r, 200, "search")
             if doc_id:
-                writes.delete(http, doc_id)
+                writes.delete_one(http, doc_id)
                 doc_id = None
-    return {"post": _summary(writes.post_s), "delete": _summary(writes.delete_s),
-            "first_search_after_a_write": _summary(after)}
+    return {"post": writes.post.summary(), "delete": writes.delete.summary(),
+            "first_search_after_a_write": after.summary()}
 
 
 def _measure_concurrent(qa: QaSystem, qs: list[dict], docs: list[dict], searchers: int, load_s: float, rounds: int,
@@ -374,8 +413,9 @@ def _measure_concurrent(qa: QaSystem, qs: list[dict], docs: list[dict], searcher
 
     phase(f"{searchers} searching clients alone, then with {len(docs)} writing, {rounds} rounds of "
           f"{load_s / rounds:.0f} s each")
+    pid = qa.server.proc.pid
     stream = QuestionStream(qs)
-    writes = _Writes(qa.url, "writer")
+    writes = _Writes(qa.url, "writer", pid)
     free_docs = list(docs)
 
     async def search(client) -> None:
@@ -385,7 +425,7 @@ def _measure_concurrent(qa: QaSystem, qs: list[dict], docs: list[dict], searcher
     async def write(client) -> None:
         doc = free_docs.pop()
         try:
-            await writes.adelete(client, await writes.apost(client, doc))
+            await writes.cycle(client, doc)
         finally:
             free_docs.append(doc)
 
@@ -401,20 +441,23 @@ def _measure_concurrent(qa: QaSystem, qs: list[dict], docs: list[dict], searcher
 
     with httpx.Client(trust_env=False) as http:  # the writers' paragraphs embedded once, before any timing
         for doc in docs:
-            writes.delete(http, writes.post(http, doc))
-    writes.post_s.clear()
-    writes.delete_s.clear()
+            writes.delete_one(http, writes.post_one(http, doc))
+    writes.reset()
     alone, together, writer_runs = LoadResult(searchers), LoadResult(searchers), LoadResult(len(docs))
+    cpu = {"alone": 0.0, "with_writers": 0.0}
     for r in range(rounds):
         for with_writers in ((False, True) if r % 2 == 0 else (True, False)):
+            before = cpu_seconds(pid)
             s, w = asyncio.run(go(with_writers, load_s / rounds))
+            cpu["with_writers" if with_writers else "alone"] += cpu_seconds(pid) - before
             if with_writers:
                 together, writer_runs = together.merge(s), writer_runs.merge(w)
             else:
                 alone = alone.merge(s)
-    out = {"searchers_alone": alone.summary(), "searchers_with_writers": together.summary(),
+    out = {"searchers_alone": {**alone.summary(), "server_cpu_s": round(cpu["alone"], 2)},
+           "searchers_with_writers": {**together.summary(), "server_cpu_s": round(cpu["with_writers"], 2)},
            "writers": {"cycles": writer_runs.requests, "errors": writer_runs.errors,
-                       "post": _summary(writes.post_s), "delete": _summary(writes.delete_s)}}
+                       "post": _summary(writes.post.wall), "delete": _summary(writes.delete.wall)}}
     for name, res in (("searchers_alone", alone), ("searchers_with_writers", together), ("writers", writer_runs)):
         if res.error_samples:
             out[name]["error_samples"] = res.error_samples
@@ -441,19 +484,19 @@ def _rows(f: dict) -> list[tuple[str, str, str]]:
         ("RSS after the searches, MiB", _fmt(f["memory_after_searches_mib"].get("VmRSS"), 0), ""),
         ("RSS minus the same server on an empty folder, MiB", _fmt(f["memory_data_mib"], 0), "≤ 4,096"),
         ("peak RSS (VmHWM) at the end, MiB", _fmt(f["memory_end_mib"].get("VmHWM"), 0), ""),
-        ("POST 3-paragraph document, p50 ms (cache warm)", _fmt(w["post"]["p50_ms"]), "≤ 100 and ≤ 2× at 10k"),
-        ("POST p95 ms", _fmt(w["post"]["p95_ms"]), ""),
-        ("DELETE, p50 ms", _fmt(w["delete"]["p50_ms"]), "≤ 100 and ≤ 2× at 10k"),
-        ("DELETE p95 ms", _fmt(w["delete"]["p95_ms"]), ""),
-        ("first search after a write, p50 ms", _fmt(w["first_search_after_a_write"]["p50_ms"]), ""),
-        ("search with the model (first ask), p50 ms", _fmt(f["search"]["with_model_first_ask"]["p50_ms"]), ""),
+        ("POST 3-paragraph document (cache warm): p50 / p95 ms · server CPU ms", _lat(w["post"]),
+         "p50 ≤ 100 and ≤ 2× at 10k"),
+        ("DELETE of it: p50 / p95 ms · server CPU ms", _lat(w["delete"]), "p50 ≤ 100 and ≤ 2× at 10k"),
+        ("first search after a write: p50 / p95 ms · server CPU ms", _lat(w["first_search_after_a_write"]), ""),
+        ("search with the model (first ask): p50 / p95 ms · server CPU ms",
+         _lat(f["search"]["with_model_first_ask"]), ""),
     ]
     for name, v in s.items():
         admitted = v.get("passages_admitted")
         share = f" ({admitted / f['params']['passages']:.1%} admitted)" if admitted is not None else ""
         bad = f", {v['violations']} HITS OUTSIDE THE FILTER" if v["violations"] else ""
-        rows.append((f"search without the model, filter {name}: p50 / p95 ms",
-                     f"{_fmt(v['p50_ms'])} / {_fmt(v['p95_ms'])}{share}{bad}", "p50 ≤ 20"))
+        rows.append((f"search without the model, filter {name}: p50 / p95 ms · server CPU ms",
+                     _lat(v) + share + bad, "p50 ≤ 20"))
     rows += [
         (f"{f['params']['searchers']} searchers alone: p50 / p99 ms, q/s",
          f"{_fmt(c['searchers_alone']['p50_ms'])} / {_fmt(c['searchers_alone']['p99_ms'])}, "
@@ -462,11 +505,19 @@ def _rows(f: dict) -> list[tuple[str, str, str]]:
          f"{_fmt(c['searchers_with_writers']['p50_ms'])} / {_fmt(c['searchers_with_writers']['p99_ms'])}, "
          f"{_fmt(c['searchers_with_writers']['qps'])}", ""),
         ("search p99 with writers ÷ without", _fmt(c["p99_with_over_without"], 2), "≤ 2"),
+        ("server CPU per search, alone / with writers (their writes included), ms",
+         f"{_fmt(1000 * c['searchers_alone']['server_cpu_s'] / max(c['searchers_alone']['requests'], 1))} / "
+         f"{_fmt(1000 * c['searchers_with_writers']['server_cpu_s'] / max(c['searchers_with_writers']['requests'], 1))}",
+         ""),
         ("writers under load: POST / DELETE p50 ms, cycles",
          f"{_fmt(c['writers']['post']['p50_ms'])} / {_fmt(c['writers']['delete']['p50_ms'])}, "
          f"{c['writers']['cycles']}", ""),
     ]
     return rows
+
+
+def _lat(t: dict) -> str:
+    return f"{_fmt(t['p50_ms'])} / {_fmt(t['p95_ms'])} · {_fmt(t.get('server_cpu_ms_mean'))}"
 
 
 def print_corpus_scale(figures: dict, console: Console) -> None:
