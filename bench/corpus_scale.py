@@ -31,7 +31,6 @@ import asyncio
 import json
 import os
 import random
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,13 +41,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from bench.benchmark import (
-    HOST,
     LoadResult,
     QaSystem,
     QuestionStream,
     _fmt,
     latency_summary,
     machine_info,
+    machine_line,
     make_qa,
     proc_memory_mib,
     run_load,
@@ -66,31 +65,6 @@ from bench.synthetic_corpus import (
 
 OLD_BYTES_PER_PASSAGE = 27 * 1024  # issue 16: the store before it, measured with the same synthetic passages
 LIGHT_MODEL = {"model_id": "use-m-v3", "dimension": 512}  # what QA_EMBEDDER=use-m reports
-
-
-# =============================================================================================
-# the machine
-# =============================================================================================
-_FLAGS_OF_INTEREST = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-                      "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
-
-
-def cpu_summary() -> dict:
-    """lscpu's model, cores, caches and the SIMD flags that matter to FAISS and the model."""
-    out: dict = {}
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return out
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key in ("Model name", "CPU(s)", "Thread(s) per core", "L2 cache", "L3 cache", "Hypervisor vendor"):
-            out[key] = value
-        elif key == "Flags":
-            flags = set(value.split())
-            out["simd_flags"] = [f for f in _FLAGS_OF_INTEREST if f in flags]
-    return out
 
 
 # =============================================================================================
@@ -274,7 +248,7 @@ def run_corpus_scale(n: int, *, eval_dir: Path, folder: Path | None = None, ques
 
     console = console or Console()
     eval_dir = Path(eval_dir)
-    figures: dict = {"machine": {**machine_info(), "lscpu": cpu_summary()},
+    figures: dict = {"machine": machine_info(),
                      "params": {"passages": n, "questions": questions, "write_rounds": write_rounds,
                                 "load_s_per_phase": load_s, "load_rounds": load_rounds, "searchers": searchers,
                                 "writers": writers, "embedder": "use-m", "top_k": 5},
@@ -510,17 +484,14 @@ def _lat(t: dict) -> str:
 
 
 def print_corpus_scale(figures: dict, console: Console) -> None:
-    m = figures["machine"]
-    cpu = m.get("lscpu", {})
-    table = Table(title=f"qa at {figures['params']['passages']:,} synthetic passages, real server, light model "
-                        f"(USE-m); {m['cores']} cores ({cpu.get('Model name', m['cpu'])})")
+    table = Table(title=f"qa at {figures['params']['passages']:,} synthetic passages, real server, light model (USE-m)")
     table.add_column("metric")
     table.add_column("measured", justify="right")
     table.add_column("issue 16 target at 1M", justify="right")
     for row in _rows(figures):
         table.add_row(*row)
     console.print(table)
-    console.print(f"SIMD flags: {' '.join(cpu.get('simd_flags', []))}; load average per phase: "
+    console.print(machine_line(figures["machine"]) + "; load average per phase: "
                   + ", ".join(f"{p['1m']:.1f}" for p in figures["load_average"]))
     for note in figures.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
