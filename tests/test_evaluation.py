@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.evaluation import load_runs, no_answer_report, RunFigures
+from bench.evaluation import _highest_threshold, load_runs, no_answer_report, RunFigures
 
 EVAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
 
@@ -36,9 +37,20 @@ def test_no_answer_sets_go_both_ways_and_keep_answerable_ones_apart():
     assert {"out-of-corpus cmrc → xquad", "out-of-corpus xquad-zh → cmrc", "out-of-corpus xquad-en → cmrc"} <= set(out_of_corpus)
     assert all(not q.gold for r in out_of_corpus.values() for q in r.questions)
     answerable = [r for r in runs if r.answerable]
-    assert {r.pool for r in answerable} == {"xquad", "cmrc2018"} and all(q.gold for r in answerable for q in r.questions)
+    assert {r.pool for r in answerable} == {"xquad", "xquad-split", "cmrc2018"}  # one-language and mixed corpora
+    assert all(q.gold for r in answerable for q in r.questions)
     half = {p["title"] for p in pools["xquad-half"]}
     assert half and half < {p["title"] for p in pools["xquad"]}
+    # Out-of-corpus questions on a one-language corpus in all four directions (en → an all-Chinese corpus too).
+    one_language = {(r.questions[0].lang, r.target_lang) for r in out_of_corpus.values() if r.target_lang}
+    assert one_language == {("zh", "zh"), ("zh", "en"), ("en", "zh"), ("en", "en")}
+
+
+def test_the_threshold_flags_at_most_the_allowed_share():
+    confidences = np.linspace(0.0, 1.0, 1000)
+    threshold = _highest_threshold(confidences, 0.01)
+    assert (confidences < threshold).mean() <= 0.01
+    assert (confidences < np.nextafter(threshold, 2.0)).mean() > 0.01  # and it is the highest such threshold
 
 
 def test_no_answer_report_weights_each_set_by_its_size():

@@ -6,7 +6,7 @@ import time
 
 from conftest import QAServer
 
-STAGES = {"tokenise", "embed", "dense", "lexical", "cross_language", "fusion", "second_stage", "confidence",
+STAGES = {"tokenise", "embed", "dense", "lexical", "cross_language", "dictionary", "fusion", "second_stage", "confidence",
           "evidence", "total"}
 
 

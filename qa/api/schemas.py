@@ -109,7 +109,7 @@ class SearchOut(BaseModel):
     timings_ms: dict[str, float] | None = Field(
         None, description="With explain: milliseconds per stage of this search: tokenise (language, words, "
                           "cross-language tokens), embed (the question's vector: the model), dense, lexical, "
-                          "cross_language, fusion, second_stage, confidence, evidence, and total.")
+                          "cross_language, dictionary, fusion, second_stage, confidence, evidence, and total.")
 
     @classmethod
     def from_result(cls, result: SearchResult, boxes: Callable[[Hit], list[dict]] | None = None) -> SearchOut:
@@ -236,3 +236,6 @@ class HealthOut(BaseModel):
     answerable_threshold: float | None = Field(
         None, description="Confidence at or above which a search result is marked answerable.")
     error: str | None = None
+    dictionary: str | None = Field(
+        None, description="The bilingual dictionary of the cross-language leg: 'CC-CEDICT, N entries', 'off', or "
+        "'unavailable: why' (the service then answers without it: cross-language questions rank worse).")

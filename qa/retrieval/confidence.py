@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
-FEATURES = ("dense_top", "sentence_top", "margin", "peak", "coverage", "same_lang")
+FEATURES = ("dense_top", "sentence_top", "margin", "peak", "coverage", "same_lang", "dictionary_coverage", "cross")
+DIRECTIONS = ("zh→zh", "en→en", "en→zh", "zh→en")  # question language → language of the best passage
 
 
 def model_key(model_id: str) -> str:
@@ -29,6 +30,11 @@ class Calibration:
     bias: float = -10.0
     threshold: float = 0.5
     report: dict = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)  # per direction; ``threshold`` elsewhere
+
+    def threshold_for(self, direction: str) -> float:
+        """The threshold of one direction ("en→zh": an English question, a Chinese best passage)."""
+        return self.thresholds.get(direction, self.threshold)
 
     def confidence(self, features: dict[str, float]) -> float:
         z = self.bias + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
@@ -42,5 +48,6 @@ class Calibration:
             entry = data.get(model_key(model_id))
             if entry:
                 return cls(model_id=model_id, weights=entry["weights"], bias=entry["bias"],
-                           threshold=entry.get("threshold", 0.5), report=entry.get("report", {}))
+                           threshold=entry.get("threshold", 0.5), report=entry.get("report", {}),
+                           thresholds=entry.get("thresholds", {}))
         return cls(model_id=model_id)

@@ -21,6 +21,7 @@ from qa.corpus import Corpus
 from qa.index.base import IndexHit
 from qa.models import Passage
 from qa.retrieval.confidence import Calibration
+from qa.retrieval.dictionary_leg import DictionaryLeg, DictionaryMatch, cross_language_features
 from qa.retrieval.evidence import EvidenceSelector
 from qa.retrieval.timing import StageTimes
 from qa.retrieval.types import Hit, SearchRequest, SearchResult
@@ -34,6 +35,7 @@ class FusionWeights:
     lexical: float = 0.3  # weight of the (query-normalised) BM25 score, same-language passages only
     sentence: float = 0.6  # share of the best-sentence similarity in the semantic score
     cross: float = 0.2  # weight of cross-language matches (numbers, Latin words, pinyin of names)
+    dictionary: float = 0.15  # weight of dictionary translations (other-language passages only; <= lexical)
     rerank_depth: int = 20  # fused candidates re-scored by the second stage
     balance_languages: bool = True  # sparse legs reorder within a language, never lift one language as a whole
 
@@ -49,12 +51,13 @@ class Ranking:
     passages: dict[int, Passage]
     sentences: dict[int, tuple[list[tuple[int, int]], np.ndarray]]
     features: dict[str, float]
+    direction: str = ""  # question language → language of the best passage, e.g. "en→zh"
 
 
 class SearchService:
     def __init__(self, corpus: Corpus, embedder: Embedder, evidence: EvidenceSelector,
                  calibration: Calibration, candidates: int = 50, weights: FusionWeights | None = None,
-                 answerable_threshold: float | None = None):
+                 answerable_threshold: float | None = None, dictionary: DictionaryLeg | None = None):
         self.corpus = corpus
         self.embedder = embedder
         self.evidence = evidence
@@ -62,6 +65,8 @@ class SearchService:
         self.candidates = candidates
         self.weights = weights or FusionWeights()
         self.threshold = calibration.threshold if answerable_threshold is None else answerable_threshold
+        self.threshold_override = answerable_threshold
+        self.dictionary = dictionary or DictionaryLeg(None)
 
     def search(self, request: SearchRequest) -> SearchResult:
         times = StageTimes()
@@ -85,7 +90,7 @@ class SearchService:
         if not ranking.ordered:
             return SearchResult(query, query_lang, False, 0.0, [])
         with times.stage("confidence"):
-            confidence = self.calibration.confidence(ranking.features)
+            confidence, answerable = self.answerable(ranking)
         with times.stage("evidence"):
             top = ranking.ordered[: request.top_k]
             missing = [rowid for rowid, _ in top if rowid not in ranking.passages]
@@ -101,7 +106,14 @@ class SearchService:
                     evidence=self.evidence.select(p, spans, sent_scores),
                     components={k: round(float(v), 6) for k, v in comp.items()} if request.explain else {},
                 ))
-        return SearchResult(query, query_lang, confidence >= self.threshold, round(confidence, 4), hits)
+        return SearchResult(query, query_lang, answerable, round(confidence, 4), hits)
+
+    def answerable(self, ranking: Ranking) -> tuple[float, bool]:
+        """The calibrated confidence and whether it clears the threshold of the ranking's direction."""
+        confidence = self.calibration.confidence(ranking.features)
+        threshold = (self.calibration.threshold_for(ranking.direction) if self.threshold_override is None
+                     else self.threshold_override)
+        return confidence, confidence >= threshold
 
     def rank(self, qvec: np.ndarray, query: str, query_lang: str, flt: SearchFilter,
              times: StageTimes | None = None) -> Ranking:
@@ -110,18 +122,31 @@ class SearchService:
         times = times or StageTimes()
         with times.stage("tokenise"):
             tokens = tokenize(query)
-        scored, langs = self.score_candidates(qvec, query, tokens, query_lang, flt, times)
+        with times.stage("dictionary"):
+            translated = self._translated(query, query_lang, flt)
+        scored, langs = self.score_candidates(qvec, query, tokens, query_lang, flt, times, translated)
         with times.stage("second_stage"):
             passages, sentences = self._second_stage(qvec, scored)
             ordered = sorted(scored.items(), key=lambda kv: (-kv[1].get("stage", 1.0), -kv[1]["score"]))
         with times.stage("confidence"):
             features = self._features(ordered, tokens, query_lang, passages, flt.collection)
-        return Ranking(scored, langs, ordered, passages, sentences, features)
+            top = passages.get(ordered[0][0]) if ordered else None
+            if top is not None and top.lang != query_lang:
+                features.update(cross_language_features(ordered[0][1], translated, top))
+        direction = f"{query_lang}→{top.lang}" if top is not None else ""
+        return Ranking(scored, langs, ordered, passages, sentences, features, direction)
 
-    def _sparse(self, tokens: list[str], lang: str, flt: SearchFilter) -> list[IndexHit]:
+    def _translated(self, query: str, query_lang: str, flt: SearchFilter) -> DictionaryMatch:
+        """The dictionary leg: the question's words translated, scored in the other language's passages."""
+        other_lang = "en" if query_lang == "zh" else "zh"
+        return self.dictionary.match(
+            query, query_lang, lambda toks, k: [(h.rowid, h.score) for h in self._sparse(toks, other_lang, flt, k)],
+            lambda toks: self.corpus.lexical.term_stats(flt.collection, other_lang, toks), self.candidates)
+
+    def _sparse(self, tokens: list[str], lang: str, flt: SearchFilter, k: int | None = None) -> list[IndexHit]:
         if not tokens or flt.lang not in (None, lang):
             return []
-        return self.corpus.lexical.search(tokens, lang, self.candidates, flt)
+        return self.corpus.lexical.search(tokens, lang, k or self.candidates, flt)
 
     def _strength(self, tokens: list[str], lang: str, collection: str, known_only: bool = False) -> float:
         """What a passage holding each of ``tokens`` once would score (the sum of their IDFs, words the
@@ -138,9 +163,11 @@ class SearchService:
         return float(idf.sum())
 
     def score_candidates(self, qvec: np.ndarray, query: str, tokens: list[str], query_lang: str,
-                         flt: SearchFilter, times: StageTimes | None = None) -> tuple[Scored, dict[int, str]]:
-        """First stage: dense, lexical (same language) and cross-language (numbers, Latin words, pinyin) legs,
-        fused. Returns the scored candidates and each one's language."""
+                         flt: SearchFilter, times: StageTimes | None = None,
+                         translated: DictionaryMatch | None = None) -> tuple[Scored, dict[int, str]]:
+        """First stage: dense, lexical (same language), cross-language (numbers, Latin words, pinyin) and
+        dictionary (translated words, other language) legs, fused. Returns the scored candidates and each
+        one's language."""
         times = times or StageTimes()
         with times.stage("dense"):
             dense = self.corpus.dense.search(qvec, self.candidates, flt)
@@ -156,6 +183,10 @@ class SearchService:
             self._add_sparse_leg(fused, langs, "cross", self._sparse(cross_tokens, other_lang, flt),
                                  self._strength(cross_tokens, other_lang, flt.collection, known_only=True), qvec,
                                  flt.collection)
+        if translated is not None and translated.scores:  # already divided by its strength
+            hits = [IndexHit(rowid, score, other_lang) for rowid, score in
+                    sorted(translated.scores.items(), key=lambda kv: -kv[1])]
+            self._add_sparse_leg(fused, langs, "dictionary", hits, 1.0, qvec, flt.collection)
         with times.stage("fusion"):
             for comp in fused.values():
                 comp["sentence"] = comp["dense"]
@@ -206,7 +237,7 @@ class SearchService:
     def _combine(self, comp: dict[str, float]) -> float:
         w = self.weights
         return (self._semantic(comp) + w.lexical * comp["lexical"] + w.cross * comp.get("cross", 0.0)
-                - comp.get("language_offset", 0.0))
+                + w.dictionary * comp.get("dictionary", 0.0) - comp.get("language_offset", 0.0))
 
     def _second_stage(self, qvec: np.ndarray, scored: Scored
                       ) -> tuple[dict[int, Passage], dict[int, tuple[list[tuple[int, int]], np.ndarray]]]:
@@ -226,14 +257,22 @@ class SearchService:
             comp["score"] = self._combine(comp)
         return passages, out
 
+    def _margin(self, ordered: list[tuple[int, dict[str, float]]]) -> float:
+        """How far the best candidate leads the next, on every leg but the dictionary's: the dictionary's
+        evidence enters the confidence through its own signal (``dictionary_coverage``), and its shared
+        general words ("district", "say") would otherwise narrow every lead across languages alike."""
+        stage = ordered[0][1].get("stage", 1.0)
+        same_stage = [c for _, c in ordered if c.get("stage", 1.0) == stage]
+        scores = sorted((c["score"] - self.weights.dictionary * c.get("dictionary", 0.0)
+                         for c in (same_stage if len(same_stage) > 1 else [c for _, c in ordered])), reverse=True)
+        return scores[0] - scores[1] if len(scores) > 1 else 1.0
+
     def _features(self, ordered: list[tuple[int, dict[str, float]]], query_tokens: list[str], query_lang: str,
                   passages: dict[int, Passage], collection: str) -> dict[str, float]:
         """Question-level signals for the confidence model (see qa.retrieval.confidence.FEATURES)."""
         if not ordered:
             return {}
-        rowid, first = ordered[0]
-        second = ordered[1][1] if len(ordered) > 1 else {"score": first["score"] - 1.0}
-        top = passages.get(rowid)
+        top = passages.get(ordered[0][0])
         same_lang = top is not None and top.lang == query_lang
         coverage = 0.0
         if same_lang and query_tokens:
@@ -246,7 +285,7 @@ class SearchService:
             "peak": by_sentence[0] - (sum(by_sentence[1:10]) / len(by_sentence[1:10]) if len(by_sentence) > 1 else 0.0),
             "dense_top": max(c["dense"] for _, c in ordered),
             "sentence_top": max(c.get("sentence", c["dense"]) for _, c in ordered),
-            "margin": first["score"] - second["score"],
+            "margin": self._margin(ordered),
             "coverage": coverage,
             "same_lang": 1.0 if same_lang else 0.0,
         }

@@ -58,6 +58,11 @@ def _segment(run: str) -> tuple[str, ...]:
     return tuple(jieba.lcut_for_search(run))
 
 
+def search_words(run: str) -> tuple[str, ...]:
+    """jieba's search-mode words of a run of Chinese characters (long words and the words inside them)."""
+    return _segment(run)
+
+
 def normalize(text: str) -> str:
     """NFKC (full-width → half-width), lower case, Simplified Chinese."""
     return to_simplified(unicodedata.normalize("NFKC", text)).lower()
