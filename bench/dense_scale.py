@@ -182,9 +182,9 @@ def measure(folder: Path, n: int, variant: str, writes: int = 40, seed: int = 0)
 
     faiss.omp_set_num_threads(1)
     base = _rss()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     index = _index(folder, variant)
-    open_s = time.perf_counter() - t0
+    open_s, open_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     rss = _rss() - base
     # steady state: the exact tail of recent writes half full, as it is on average between two seals
     gen = ClusteredVectors(DIM, 2000, seed)
@@ -235,7 +235,7 @@ def measure(folder: Path, n: int, variant: str, writes: int = 40, seed: int = 0)
     index.close()
     adds, removes = latency_summary(add_lat), latency_summary(remove_lat)
     return {"segments": [s["rows"] for s in state["segments"]], "tail_rows": state["tail_rows"],
-            "open_s": round(open_s, 2), "index_rss_mib": round(rss, 1), "bytes_per_passage": round(rss * 2**20 / n, 1),
+            "open_s": round(open_s, 2), "open_cpu_s": round(open_cpu_s, 2), "index_rss_mib": round(rss, 1), "bytes_per_passage": round(rss * 2**20 / n, 1),
             "add_3_p50_ms": round(adds["p50_ms"], 3), "add_3_p95_ms": round(adds["p95_ms"], 3),
             "remove_3_p50_ms": round(removes["p50_ms"], 3), "remove_3_p95_ms": round(removes["p95_ms"], 3),
             "checkpoint_after_writes_s": round(ckpt_s, 3), "searches": searches}
@@ -244,8 +244,9 @@ def measure(folder: Path, n: int, variant: str, writes: int = 40, seed: int = 0)
 def _phase(phase: str, folder: Path, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, "-m", "bench.dense_scale", "--phase", phase, "--folder", str(folder), "--n", str(args.n),
            "--variant", args.variant, "--queries", str(args.queries)]
-    # searches are measured single-threaded (FAISS and BLAS), as a server thread runs one
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1") if phase == "measure" else None
+    # searches are measured single-threaded (FAISS and BLAS), as a server thread runs one; the build's
+    # OpenMP threads sleep rather than spin when they wait (a shared machine's other jobs need the cores)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1") if phase == "measure" else dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
@@ -260,7 +261,7 @@ def print_result(r: dict) -> None:
           f"{r['load_average_at_start']:.1f} at start, {os.getloadavg()[0]:.1f} at the end")
     print(f"  build {b['build_s']} s (bulk), first checkpoint {b['full_checkpoint_s']} s, on disk {b['disk_mib']} MiB")
     print(f"  searched: segments of {m['segments']} rows and an exact tail of {m['tail_rows']:,} recent rows")
-    print(f"  open {m['open_s']} s; index resident memory {m['index_rss_mib']:,} MiB ({m['bytes_per_passage']} B/passage)")
+    print(f"  open {m['open_s']} s (CPU {m.get('open_cpu_s', float('nan'))} s); index resident memory {m['index_rss_mib']:,} MiB ({m['bytes_per_passage']} B/passage)")
     print(f"  add 3 passages p50 {m['add_3_p50_ms']} ms (p95 {m['add_3_p95_ms']}); remove 3 p50 "
           f"{m['remove_3_p50_ms']} ms (p95 {m['remove_3_p95_ms']}); checkpoint after them {m['checkpoint_after_writes_s']} s")
     print(f"  {'filter':<26}{'p50 ms':>9}{'p95 ms':>9}{'CPU p50 ms':>12}{'recall@10':>11}")

@@ -6,7 +6,9 @@ which every write appends). Both keep each passage's filter attributes beside it
 arrays: small integer codes into per-part string tables (language, document id, source, published
 date), plus an ``alive`` flag; a removal only clears the flag. Segments also keep posting lists
 (document → slots, source → slots, published date → slots, sorted) so that a selective filter finds
-its few candidates without touching the rest of the segment, and those are scored exactly.
+its few candidates without touching the rest of the segment, and those are scored exactly; a filter
+accepting up to a tenth of a segment scans the segment's stored vectors (skipping the rest with an
+``IDSelectorBitmap``); a broader one searches the HNSW graph with that selector.
 
 Readers never lock: a segment's vectors never change, and the tail's writer fills a row completely
 before it raises ``n`` (and swaps in grown arrays before that), so a search that reads ``n`` first
@@ -26,6 +28,7 @@ from qa.store.base import IndexEntry, SearchFilter, published_bounds
 
 EF_CONSTRUCTION = 80
 MAX_EF_SEARCH = 1024
+SCAN_SHARE = 0.1  # a filter accepting at most this share of a segment scans its vectors instead of the graph
 
 _EMPTY_F = np.zeros(0, dtype=np.float32)
 _EMPTY_I = np.zeros(0, dtype=np.int64)
@@ -360,18 +363,30 @@ class Segment:
                 return self._exact(q, k, np.flatnonzero(mask))
             bitmap = np.packbits(mask, bitorder="little")
         k = min(k, matching)
-        # a filter that leaves a fraction s of the graph needs a wider beam to find k of them
         share = matching / self.n
+        selector = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bitmap)) if bitmap is not None else None
+        if selector is not None and share <= SCAN_SHARE:
+            return self._scan(q, k, selector)
+        # a filter that leaves a fraction s of the graph needs a wider beam to find k of them
         ef = int(min(MAX_EF_SEARCH, max(ef_search, k, ef_search * 0.5 / share if share < 0.5 else 0)))
         params = faiss.SearchParametersHNSW(efSearch=ef)
-        if bitmap is not None:
-            selector = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bitmap))
+        if selector is not None:
             params.sel = selector
         scores, slots = self.index.search(q, k, params=params)
         found = slots[0] >= 0
-        if int(found.sum()) < k:  # the beam ran dry before k matches: fall back to exact scoring
-            mask = accept_rows(flt, self.cols, self.alive, slice(None))
-            return self._exact(q, k, np.flatnonzero(mask))
+        if int(found.sum()) < k:  # the beam ran dry before k matches: scan the accepted rows instead
+            selector = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bitmap if bitmap is not None
+                                                                   else self._alive_bitmap()))
+            return self._scan(q, k, selector)
+        return scores[0][found], slots[0][found]
+
+    def _scan(self, q: np.ndarray, k: int, selector: faiss.IDSelector) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search of the graph's own vector storage over the rows ``selector`` accepts (a scan
+        that skips the others: for filters too narrow for the graph, too broad for posting lists)."""
+        params = faiss.SearchParameters()
+        params.sel = selector
+        scores, slots = faiss.downcast_index(self.index.storage).search(q, k, params=params)
+        found = slots[0] >= 0
         return scores[0][found], slots[0][found]
 
     def _exact(self, q: np.ndarray, k: int, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
