@@ -7,9 +7,10 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# OCR of scanned pages: Tesseract with English and Chinese data; a CJK font for rendering PDF pages.
+# OCR of scanned pages: Tesseract with English and Chinese data; a CJK font for rendering PDF pages;
+# libGL and GLib for OpenCV, which RapidOCR imports.
 RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
-        tesseract-ocr-chi-sim tesseract-ocr-chi-tra fonts-wqy-microhei \
+        tesseract-ocr-chi-sim tesseract-ocr-chi-tra fonts-wqy-microhei libgl1 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin qa

@@ -119,7 +119,9 @@ step "EmbeddingGemma-300m (qa models fetch: downloads once, then verifies)"
 # --------------------------------------------------------------------------------- 4. OCR and fonts
 step "Tesseract OCR (eng, chi_sim, chi_tra) and CJK fonts for scanned pages"
 missing=()
-for pkg in tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-chi-tra fonts-wqy-microhei; do
+# libgl1 and libglib2.0-0: OpenCV (under RapidOCR) loads libGL.so.1 and libgthread at import
+for pkg in tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-chi-tra fonts-wqy-microhei libgl1 \
+           libglib2.0-0; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -eq 0 ]; then
