@@ -164,6 +164,10 @@ def proc_memory_mib(pid: int) -> dict[str, float]:
     return out
 
 
+class StartupFailed(RuntimeError):
+    """The server answered that its start-up failed: no use waiting for it."""
+
+
 class ServerProcess:
     """One server subprocess in its own process group, its output in a log file."""
 
@@ -191,6 +195,8 @@ class ServerProcess:
             try:
                 if check():
                     return time.perf_counter() - self.started_at
+            except StartupFailed:
+                raise
             except Exception:  # noqa: BLE001 — not listening yet
                 pass
             time.sleep(0.1)
@@ -518,7 +524,7 @@ class QaSystem(System):
     def ready(self, http) -> bool:
         r = http.get(self.url + "/healthz", timeout=5)
         if r.status_code != 200 and r.json().get("status") == "failed":
-            raise RuntimeError(f"qa failed to start: {r.json().get('error')}")
+            raise StartupFailed(f"qa failed to start: {r.json().get('error')}")
         return r.status_code == 200 and r.json().get("ready") is True
 
     def ingest(self, http, docs: Sequence[dict]) -> None:

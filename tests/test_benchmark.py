@@ -168,3 +168,29 @@ def test_machine_line_names_the_cpu_features_present_and_absent():
     assert "avx512_bf16" in line and "amx_tile" in line and line.endswith("commit abc1234")
     info = machine_info()  # this machine: every known feature is either present or absent
     assert sorted(info["cpu_features"] + info["cpu_features_absent"]) == sorted(CPU_FEATURES)
+
+
+def test_wait_ready_stops_at_once_when_the_server_says_its_start_up_failed(tmp_path):
+    import sys
+
+    from bench.benchmark import ServerProcess, StartupFailed
+
+    server = ServerProcess("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], env={}, cwd=tmp_path,
+                           port=0, log=tmp_path / "sleeper.log")
+    server.start()
+    calls = [0]
+
+    def check() -> bool:
+        calls[0] += 1
+        if calls[0] < 3:
+            raise ConnectionError("not listening yet")  # waited out
+        raise StartupFailed("qa failed to start: TypeError: …")
+
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(StartupFailed):
+            server.wait_ready(check, timeout_s=30)
+        assert time.perf_counter() - t0 < 10 and calls[0] == 3
+    finally:
+        server.stop()
+    assert server.proc.poll() is not None
