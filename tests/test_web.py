@@ -191,3 +191,34 @@ def test_pdf_citation_shows_the_page_with_the_evidence_highlighted(pdf_server: Q
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "web-pdf-page.png"), full_page=True)
     assert page.dialogs == [] and page.errors == []
+
+
+@pytest.mark.browser
+def test_collection_picker_asks_the_chosen_knowledge_base(xss_server: QAServer, browser_page):
+    """The picker lists the collections; a question then goes to model qa/<collection> and its citations
+    (and the passage panel) come from that collection."""
+    client = xss_server.client
+    assert client.post("/v1/collections", json={"name": "orchards"}).status_code == 201
+    resp = client.post("/v1/documents", params={"collection": "orchards"}, json={
+        "title": "Orchard log", "id": "log",
+        "text": "Orchard log\n\nThe russet apples were picked on the ninth of October.\n\nPears ripen later."})
+    assert resp.status_code == 201, resp.text
+    page = browser_page
+    page.goto(f"{xss_server.base_url}/")
+    page.wait_for_selector("#status.ok")
+    page.wait_for_function("() => [...document.querySelectorAll('#collection option')].some(o => o.value === 'orchards')")
+    page.select_option("#collection", "orchards")
+    page.fill("#question", "When were the russet apples picked?")
+    with page.expect_request(lambda r: r.url.endswith("/v1/chat/completions")) as request:
+        page.press("#question", "Enter")
+    assert request.value.post_data_json["model"] == "qa/orchards"
+    turn = page.locator(".turn").last
+    turn.locator(".citation").first.wait_for()
+    first = turn.locator(".citation").first
+    assert first.get_attribute("data-passage-id").startswith("log:")
+    first.locator("button").click()
+    page.locator("#panel-text mark.evidence").wait_for()
+    assert "russet apples" in page.locator("#panel-text").inner_text()
+    assert page.errors == []
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "web-collection-picker.png"), full_page=True)
