@@ -138,6 +138,7 @@ def create_mcp_server(holder: ServiceHolder, start_holder: bool = False) -> MCPS
         model = "qa" if collection == DEFAULT_COLLECTION else f"qa/{collection}"
         try:
             with _tool_errors():
+                _services(holder).documents.collection(collection)  # unknown: say which ones there are
                 answer = chat.answer([{"role": "user", "content": question}], model, with_sources=False)
         except ChatInputError as exc:
             raise ToolError(str(exc)) from exc

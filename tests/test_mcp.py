@@ -55,6 +55,14 @@ def test_stdio_tools_give_cited_results(tmp_path: Path):
             english = await client.call_tool("search", {"query": "graduate students", "top_k": 2, "lang": "zh"})
             assert all(r["lang"] == "zh" for r in english.structured_content["results"])
 
+            in_default = await client.call_tool("search", {"query": QUESTION, "top_k": 1, "collection": "default"})
+            assert in_default.structured_content["results"][0]["collection"] == "default"
+            for tool, args in (("search", {"query": QUESTION}), ("ask", {"question": QUESTION}),
+                               ("get_passage", {"passage_id": top["passage_id"]})):
+                missing = await client.call_tool(tool, {**args, "collection": "nowhere"})
+                assert missing.is_error, (tool, missing.content)
+                assert "nowhere" in missing.content[0].text and "default" in missing.content[0].text, missing.content
+
             answer = await client.call_tool("ask", {"question": QUESTION})
             assert not answer.is_error
             body = answer.structured_content
