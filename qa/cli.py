@@ -189,12 +189,23 @@ def reindex(data_dir: Optional[Path] = DataDir,
             reembed: bool = typer.Option(False, help="Re-embed every passage with the configured model.")) -> None:
     """Rebuild the indexes from the passage store (or re-embed everything with --reembed)."""
     settings = _settings(data_dir)
+    if settings.distributed and reembed:
+        console.print("[red]--reembed works on a data folder; with QA_STORE=postgres re-ingest the documents "
+                      "with the new model into another database instead[/red]")
+        raise typer.Exit(2)
     if reembed or _model_changed(settings):
         _reembed(settings)
         return
     # The indexes are derived from the store and rebuilt below: drop them first, so that a corrupt or
     # foreign index (which opening the data folder refuses) does not block the command that repairs it.
-    _drop_indexes(settings.data_dir)
+    if settings.index == "milvus":
+        from qa.index import milvus_connection
+
+        connection = milvus_connection(settings)
+        connection.drop_indexes()
+        connection.close()
+    else:
+        _drop_indexes(settings.data_dir)
     services = _services(settings)
     with console.status("rebuilding indexes…"):
         services.corpus.reindex()

@@ -107,6 +107,12 @@ def build_corpus(settings: Settings, model_id: str, dimension: int) -> Corpus:
     """The configured store and indexes, caught up with each other."""
     store = create_store(settings)
     try:
+        if settings.distributed:
+            from qa.shared_corpus import SharedCorpus
+
+            return SharedCorpus(store, create_dense_index(settings, model_id, dimension),
+                                create_lexical_index(settings), model_id, dimension,
+                                visibility_timeout_s=settings.index_visibility_timeout_s, where=store.address)
         return Corpus(store, create_dense_index(settings, model_id, dimension), create_lexical_index(settings),
                       model_id, dimension, checkpoint_interval_s=settings.checkpoint_interval_s,
                       where=str(settings.data_dir))

@@ -15,7 +15,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa.documents.service import DocumentNotFoundError
-from qa.store.base import CollectionExistsError, CollectionNotFoundError, InvalidCollectionNameError
+from qa.index.base import IndexUnavailableError
+from qa.store.base import (
+    CollectionExistsError,
+    CollectionNotFoundError,
+    InvalidCollectionNameError,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +111,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DocumentNotFoundError)
     async def _no_document(_: Request, exc: DocumentNotFoundError) -> JSONResponse:
         return JSONResponse(error_body("not_found", str(exc)), status_code=404)
+
+    @app.exception_handler(StoreUnavailableError)
+    @app.exception_handler(IndexUnavailableError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """A shared engine (PostgreSQL, Milvus) is down: 503 at once, the client may retry; the message names
+        the engine and its address, never a credential."""
+        if is_openai_path(request):
+            response = _openai_error(503, "service_unavailable", str(exc))
+        else:
+            response = JSONResponse(error_body("unavailable", str(exc)), status_code=503)
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
