@@ -42,7 +42,7 @@ def _progress() -> Progress:
                     TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
 
 
-def _services(settings: Settings):
+def _services(settings: Settings, embedder=None):
     from embeddings import ModelNotInstalledError, ModelVerificationError
     from qa.index.base import IndexCorruptError, IndexMismatchError
     from qa.store.base import StoreError
@@ -50,7 +50,7 @@ def _services(settings: Settings):
 
     with console.status("loading the embedding model…"):
         try:
-            return build_services(settings)
+            return build_services(settings, embedder)
         except (IndexCorruptError, IndexMismatchError, StoreError, ModelNotInstalledError,
                 ModelVerificationError) as exc:
             _fail(str(exc))
@@ -261,6 +261,56 @@ def _reembed(settings: Settings) -> None:
     settings.data_dir.rename(backup)
     fresh_dir.rename(settings.data_dir)
     console.print(f"re-embedded {copied} documents; the previous data is kept in {backup}")
+
+
+@app.command()
+def migrate(from_data_dir: Optional[Path] = typer.Option(
+                None, "--from-data-dir", help="Copy this data folder into the configured PostgreSQL + Milvus."),
+            to_data_dir: Optional[Path] = typer.Option(
+                None, "--to-data-dir", help="Copy the configured PostgreSQL + Milvus into this (new) data folder."),
+            questions: int = typer.Option(20, help="Sample questions both backends must answer alike.")) -> None:
+    """Move a knowledge base between a data folder and PostgreSQL + Milvus (QA_STORE=postgres,
+    QA_INDEX=milvus) without re-embedding; then check the counts and that sample questions get identical
+    results. Rerun after an interruption: documents already copied are skipped."""
+    from embeddings import create_embedder
+    from qa.migrate import compare_answers, copy_store, sample_questions
+    from qa.store import StoreError, create_store
+
+    settings = _settings()
+    if not settings.distributed or (from_data_dir is None) == (to_data_dir is None):
+        _fail("configure the distributed backend (QA_STORE=postgres, QA_POSTGRES_DSN, QA_INDEX=milvus, "
+              "QA_MILVUS_URI) and give exactly one of --from-data-dir or --to-data-dir")
+    folder = from_data_dir or to_data_dir
+    local = Settings(**{**settings.model_dump(), "store": "sqlite", "index": "local", "data_dir": folder})
+    if from_data_dir is not None and not (folder / "store.sqlite").is_file():
+        _fail(f"{folder} holds no qa store (store.sqlite)")
+    try:
+        source, target = create_store(local), create_store(settings)
+        if to_data_dir is not None:
+            source, target = target, source
+    except StoreError as exc:
+        _fail(str(exc))
+    with _progress() as bar:
+        task = bar.add_task("copying passages", total=source.count_passages())
+        report = copy_store(source, target, progress=lambda n: bar.advance(task, n))
+    sample = sample_questions(source, questions)
+    source.close()
+    target.close()
+    console.print(f"copied {report.documents} documents ({report.passages} passages); {report.skipped} already there")
+    wrong = [f"{name}: {sd} documents and {sp} passages in the source, {td} and {tp} in the target"
+             for name, (sd, td, sp, tp) in report.counts.items() if (sd, sp) != (td, tp)]
+    embedder = create_embedder(settings)
+    with console.status("bringing the indexes up to date and comparing answers…"):
+        first, second = _services(local, embedder), _services(settings, embedder)
+        wrong += compare_answers(first.search, second.search, sample)
+        second.close()
+        first.close()
+    for line in wrong:
+        console.print(f"[red]differs:[/red] {line}")
+    if wrong:
+        raise typer.Exit(1)
+    console.print(f"verified: the same counts in {len(report.counts)} collections, and {len(sample)} sample questions "
+                  "answered alike by both backends")
 
 
 @collections_app.command("list")
