@@ -83,15 +83,16 @@ def serve(host: Optional[str] = typer.Option(None, help="Interface to bind (defa
           data_dir: Optional[Path] = DataDir,
           log_level: str = typer.Option("info")) -> None:
     """Run the HTTP API (ingests seeds/ into an empty store on first start)."""
-    import uvicorn
-
     from qa.api.app import create_app
+    from qa.api.server import serve as serve_app
+
+    from qa.api.logs import configure_logging
 
     settings = _settings(data_dir, host=host, port=port)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, settings.log_format)
     console.print(f"qa serving on http://{settings.host}:{settings.port} (data: {settings.data_dir}); "
                   f"docs at /docs, health at /healthz")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+    serve_app(create_app(settings), settings, log_level)
 
 
 @app.command()
