@@ -40,7 +40,10 @@ def test_metrics_count_requests_by_route_and_status_and_report_sizes(fast_server
         _value(before, "qa_http_request_duration_seconds_count", **search)
     assert count == 4
     health = fast_server.health().json()
-    assert _value(after, "qa_documents") == health["documents"] and _value(after, "qa_passages") == health["passages"]
+    documents = {dict(labels)["collection"]: v for (name, labels), v in after.items() if name == "qa_documents"}
+    passages = {dict(labels)["collection"]: v for (name, labels), v in after.items() if name == "qa_passages"}
+    assert "default" in documents and sum(documents.values()) == health["documents"], (documents, health)
+    assert sum(passages.values()) == health["passages"], (passages, health)
     assert _value(after, "qa_service_ready") == 1
     assert ("qa_model_queue_texts", ()) in after and _value(after, "qa_model_batches_total") >= 0
 

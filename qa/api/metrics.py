@@ -2,8 +2,8 @@
 
 Per request (labelled by the route's template, never its raw path, so ids do not multiply series):
 ``qa_http_requests_total{method,route,status}``, ``qa_http_request_duration_seconds{method,route}``
-and ``qa_http_server_errors_total{route}``. Read when scraped: ``qa_documents`` and ``qa_passages``
-(the index sizes), ``qa_service_ready``, and the question micro-batcher's queue depth, batches and
+and ``qa_http_server_errors_total{route}``. Read when scraped: ``qa_documents{collection}`` and
+``qa_passages{collection}`` (the index sizes), ``qa_service_ready``, and the question micro-batcher's queue depth, batches and
 batch sizes (``qa_model_*``). Document ingest rate: ``qa_http_requests_total{route="/v1/documents",
 status="201"}``. Nothing here holds a query, a key or a document's text.
 """
@@ -40,9 +40,14 @@ class ServiceCollector:
         yield GaugeMetricFamily("qa_service_ready", "1 when the service answers searches.", value=int(services is not None))
         if services is None:
             return
-        store = services.corpus.store
-        yield GaugeMetricFamily("qa_documents", "Documents stored.", value=store.count_documents())
-        yield GaugeMetricFamily("qa_passages", "Passages stored (and indexed).", value=store.count_passages())
+        documents = GaugeMetricFamily("qa_documents", "Documents stored, per collection.", labels=["collection"])
+        passages = GaugeMetricFamily("qa_passages", "Passages stored (and indexed), per collection.",
+                                     labels=["collection"])
+        for collection in services.corpus.store.list_collections():
+            documents.add_metric([collection.name], collection.documents)
+            passages.add_metric([collection.name], collection.passages)
+        yield documents
+        yield passages
         batcher = _micro_batcher(services.embedder)
         if batcher is not None:
             stats = batcher.stats

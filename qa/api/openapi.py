@@ -32,8 +32,9 @@ OPENAI_ERROR_SCHEMA = {
 _WHY = {
     400: "Malformed request: the body is not JSON, is nested too deeply, or (OpenAI routes) is invalid.",
     403: "A browser page on another origin may not change data (see QA_CORS_ORIGINS).",
-    404: "No such document, passage or model.",
-    409: "The same content is already stored under another id (``duplicate_of``); nothing was added.",
+    404: "No such document, passage, model or collection.",
+    409: "The same content is already stored under another id (``duplicate_of``; nothing was added), or the "
+         "collection exists already.",
     408: "The request body was not received in time.",
     413: "The request body is larger than the limit.",
     415: "The body's media type is not one this route reads.",
@@ -44,6 +45,8 @@ _WHY = {
 # Codes a route answers beyond what its shape implies (see ``_codes``).
 _EXTRA = {
     ("post", "/v1/documents"): {409, 415},
+    ("post", "/v1/collections"): {409},
+    ("post", "/v1/search"): {404},  # an unknown collection in the body
     ("post", "/v1/chat/completions"): {404},
     ("post", "/v1/embeddings"): {404},
 }
@@ -65,14 +68,15 @@ def _add_body(schema: dict, operation: dict, model: type[BaseModel]) -> None:
 
 def _codes(path: str, method: str, operation: dict) -> set[int]:
     codes: set[int] = {421} | ({403} if method in ("post", "put", "patch", "delete") else set())
-    if "{" in path:
+    params = {p.get("name") for p in operation.get("parameters", [])}
+    if "{" in path or "collection" in params:  # an unknown id, model or collection
         codes |= {404, 422}
-    if operation.get("parameters"):
+    if params:
         codes.add(422)
     if "requestBody" in operation:
         codes |= {400, 408, 413, 422}
     if path.startswith(OPENAI_PATHS) and 422 in codes:
-        codes = (codes - {422}) | {400}  # OpenAI clients expect 400 for an invalid request
+        codes.add(400)  # OpenAI clients get 400 for an invalid request (422 only for a bad collection name)
     if path not in _NO_SERVICES:
         codes.add(503)
     return codes | _EXTRA.get((method, path), set())

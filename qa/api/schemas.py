@@ -11,7 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from qa.ingest.service import ID_PATTERN, MAX_ID_CHARS, given_document_id
 from qa.models import Passage
 from qa.retrieval.types import Hit, SearchResult
-from qa.store.base import DEFAULT_COLLECTION, Collection
+from qa.store.base import COLLECTION_NAME_PATTERN, DEFAULT_COLLECTION, Collection
 
 
 # What counts as blank for Python's str.isspace, Unicode's White_Space and ECMAScript's \s together, so
@@ -265,10 +265,10 @@ class DocumentListOut(BaseModel):
 
 
 class CollectionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field(..., description="1 to 64 characters: lower-case letters, digits, '-' or '_', starting with a "
-                      "letter or digit.", examples=["hr-handbook"])
+    name: str = pattern_field(COLLECTION_NAME_PATTERN, ..., description="1 to 64 characters: lower-case letters, "
+                              "digits, '-' or '_', starting with a letter or digit.", examples=["hr-handbook"])
     description: str = Field("", max_length=2000)
 
 
