@@ -46,6 +46,9 @@ def test_metrics_count_requests_by_route_and_status_and_report_sizes(fast_server
     assert sum(passages.values()) == health["passages"], (passages, health)
     assert _value(after, "qa_service_ready") == 1
     assert ("qa_model_queue_texts", ()) in after and _value(after, "qa_model_batches_total") >= 0
+    for stage in ("embed", "dense", "fusion", "total"):  # the search's own stage times
+        assert _value(after, "qa_search_stage_seconds_count", stage=stage) - \
+            _value(before, "qa_search_stage_seconds_count", stage=stage) >= 3, stage
 
 
 def test_request_id_is_echoed_or_made_and_logged(fast_server: QAServer):

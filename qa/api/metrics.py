@@ -2,7 +2,7 @@
 
 Per request (labelled by the route's template, never its raw path, so ids do not multiply series):
 ``qa_http_requests_total{method,route,status}``, ``qa_http_request_duration_seconds{method,route}``
-and ``qa_http_server_errors_total{route}``. Read when scraped: ``qa_documents{collection}`` and
+and ``qa_http_server_errors_total{route}``; per search, ``qa_search_stage_seconds{stage}``. Read when scraped: ``qa_documents{collection}`` and
 ``qa_passages{collection}`` (the index sizes), ``qa_service_ready``, and the question micro-batcher's queue depth, batches and
 batch sizes (``qa_model_*``). Document ingest rate: ``qa_http_requests_total{route="/v1/documents",
 status="201"}``. Nothing here holds a query, a key or a document's text.
@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qa.wiring import ServiceHolder
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 def route_label(scope: Scope) -> str:
@@ -73,8 +74,11 @@ def _micro_batcher(embedder):
 
 
 class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry):
-        self.app = app
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry, holder: ServiceHolder):
+        self.app, self.holder, self.watching_search = app, holder, False
+        self.stages = Histogram("qa_search_stage_seconds", "Time a search spends in each stage (embed, dense, "
+                                "lexical, fusion, second_stage, evidence, ..., total).", ["stage"],
+                                buckets=STAGE_BUCKETS, registry=registry)
         self.requests = Counter("qa_http_requests", "HTTP requests answered.", ["method", "route", "status"],
                                 registry=registry)
         self.latency = Histogram("qa_http_request_duration_seconds", "Time to answer an HTTP request.",
@@ -85,6 +89,9 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if not self.watching_search and self.holder.services is not None:  # once the services are up
+            self.holder.services.search.timings_sink = self._observe_stages
+            self.watching_search = True
         start, status = time.perf_counter(), 500
 
         async def observed_send(message: Message) -> None:
@@ -103,6 +110,11 @@ class MetricsMiddleware:
                 self.errors.labels(route).inc()
 
 
+    def _observe_stages(self, ms: dict[str, float]) -> None:
+        for stage, value in ms.items():
+            self.stages.labels(stage).observe(value / 1000.0)
+
+
 def install_metrics(app, holder: ServiceHolder) -> None:
     registry = CollectorRegistry()
     registry.register(ServiceCollector(holder))
@@ -111,4 +123,4 @@ def install_metrics(app, holder: ServiceHolder) -> None:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.router.routes.append(Route("/metrics", metrics, methods=["GET"], include_in_schema=False))
-    app.add_middleware(MetricsMiddleware, registry=registry)
+    app.add_middleware(MetricsMiddleware, registry=registry, holder=holder)
