@@ -42,7 +42,7 @@ def _progress() -> Progress:
                     TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
 
 
-def _services(settings: Settings):
+def _services(settings: Settings, embedder=None):
     from embeddings import ModelNotInstalledError, ModelVerificationError
     from qa.index.base import IndexCorruptError, IndexMismatchError
     from qa.store.base import StoreError
@@ -50,7 +50,7 @@ def _services(settings: Settings):
 
     with console.status("loading the embedding model…"):
         try:
-            return build_services(settings)
+            return build_services(settings, embedder)
         except (IndexCorruptError, IndexMismatchError, StoreError, ModelNotInstalledError,
                 ModelVerificationError) as exc:
             _fail(str(exc))
@@ -83,15 +83,16 @@ def serve(host: Optional[str] = typer.Option(None, help="Interface to bind (defa
           data_dir: Optional[Path] = DataDir,
           log_level: str = typer.Option("info")) -> None:
     """Run the HTTP API (ingests seeds/ into an empty store on first start)."""
-    import uvicorn
-
     from qa.api.app import create_app
+    from qa.api.server import serve as serve_app
+
+    from qa.api.logs import configure_logging
 
     settings = _settings(data_dir, host=host, port=port)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, settings.log_format)
     console.print(f"qa serving on http://{settings.host}:{settings.port} (data: {settings.data_dir}); "
                   f"docs at /docs, health at /healthz")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+    serve_app(create_app(settings), settings, log_level)
 
 
 @app.command()
@@ -189,12 +190,23 @@ def reindex(data_dir: Optional[Path] = DataDir,
             reembed: bool = typer.Option(False, help="Re-embed every passage with the configured model.")) -> None:
     """Rebuild the indexes from the passage store (or re-embed everything with --reembed)."""
     settings = _settings(data_dir)
+    if settings.distributed and reembed:
+        console.print("[red]--reembed works on a data folder; with QA_STORE=postgres re-ingest the documents "
+                      "with the new model into another database instead[/red]")
+        raise typer.Exit(2)
     if reembed or _model_changed(settings):
         _reembed(settings)
         return
     # The indexes are derived from the store and rebuilt below: drop them first, so that a corrupt or
     # foreign index (which opening the data folder refuses) does not block the command that repairs it.
-    _drop_indexes(settings.data_dir)
+    if settings.index == "milvus":
+        from qa.index import milvus_connection
+
+        connection = milvus_connection(settings)
+        connection.drop_indexes()
+        connection.close()
+    else:
+        _drop_indexes(settings.data_dir)
     services = _services(settings)
     with console.status("rebuilding indexes…"):
         services.corpus.reindex()
@@ -250,6 +262,56 @@ def _reembed(settings: Settings) -> None:
     settings.data_dir.rename(backup)
     fresh_dir.rename(settings.data_dir)
     console.print(f"re-embedded {copied} documents; the previous data is kept in {backup}")
+
+
+@app.command()
+def migrate(from_data_dir: Optional[Path] = typer.Option(
+                None, "--from-data-dir", help="Copy this data folder into the configured PostgreSQL + Milvus."),
+            to_data_dir: Optional[Path] = typer.Option(
+                None, "--to-data-dir", help="Copy the configured PostgreSQL + Milvus into this (new) data folder."),
+            questions: int = typer.Option(20, help="Sample questions both backends must answer alike.")) -> None:
+    """Move a knowledge base between a data folder and PostgreSQL + Milvus (QA_STORE=postgres,
+    QA_INDEX=milvus) without re-embedding; then check the counts and that sample questions get identical
+    results. Rerun after an interruption: documents already copied are skipped."""
+    from embeddings import create_embedder
+    from qa.migrate import compare_answers, copy_store, sample_questions
+    from qa.store import StoreError, create_store
+
+    settings = _settings()
+    if not settings.distributed or (from_data_dir is None) == (to_data_dir is None):
+        _fail("configure the distributed backend (QA_STORE=postgres, QA_POSTGRES_DSN, QA_INDEX=milvus, "
+              "QA_MILVUS_URI) and give exactly one of --from-data-dir or --to-data-dir")
+    folder = from_data_dir or to_data_dir
+    local = Settings(**{**settings.model_dump(), "store": "sqlite", "index": "local", "data_dir": folder})
+    if from_data_dir is not None and not (folder / "store.sqlite").is_file():
+        _fail(f"{folder} holds no qa store (store.sqlite)")
+    try:
+        source, target = create_store(local), create_store(settings)
+        if to_data_dir is not None:
+            source, target = target, source
+    except StoreError as exc:
+        _fail(str(exc))
+    with _progress() as bar:
+        task = bar.add_task("copying passages", total=source.count_passages())
+        report = copy_store(source, target, progress=lambda n: bar.advance(task, n))
+    sample = sample_questions(source, questions)
+    source.close()
+    target.close()
+    console.print(f"copied {report.documents} documents ({report.passages} passages); {report.skipped} already there")
+    wrong = [f"{name}: {sd} documents and {sp} passages in the source, {td} and {tp} in the target"
+             for name, (sd, td, sp, tp) in report.counts.items() if (sd, sp) != (td, tp)]
+    embedder = create_embedder(settings)
+    with console.status("bringing the indexes up to date and comparing answers…"):
+        first, second = _services(local, embedder), _services(settings, embedder)
+        wrong += compare_answers(first.search, second.search, sample)
+        second.close()
+        first.close()
+    for line in wrong:
+        console.print(f"[red]differs:[/red] {line}")
+    if wrong:
+        raise typer.Exit(1)
+    console.print(f"verified: the same counts in {len(report.counts)} collections, and {len(sample)} sample questions "
+                  "answered alike by both backends")
 
 
 @collections_app.command("list")

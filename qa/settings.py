@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_cache_dir() -> Path:
@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     # Where things live
     data_dir: Path = Field(Path("data"), description="Folder holding the passage store and indexes.")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="Model and embedding caches.")
-    seeds_dir: Path | None = Field(Path("seeds"), description="Folder ingested on first start when the store is empty.")
+    seeds_dir: Path | None = Field(Path("seeds"), description="Folder ingested on first start when the store is empty "
+                                   "(relative to the working folder); empty: none.")
 
     # Embeddings
     embedder: Literal["sentence-transformers", "use-m"] = "sentence-transformers"
@@ -111,7 +112,31 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_query_chars: int = 2000
-    max_upload_bytes: int = 10_000_000
+    max_upload_bytes: int = Field(10_000_000, ge=1, description="Largest body of a document upload (bytes); a larger "
+                                  "one gets 413 before more than this is read.")
+    max_request_bytes: int = Field(4_000_000, ge=1, description="Largest body of any other request (search, chat, "
+                                   "embeddings, MCP), in bytes.")
+    body_timeout_s: float = Field(60.0, gt=0, description="A request body must arrive in full within this many "
+                                  "seconds (408 otherwise).")
+    head_timeout_s: float = Field(10.0, gt=0, description="A connection must send a complete request line and "
+                                  "headers within this many seconds of opening it or of starting the request.")
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = Field(
+        None, description="Host names the service answers (Host header; others get 421, against DNS rebinding), "
+        "comma-separated; '*.example.org' matches subdomains, '*' any. Default: 127.0.0.1, localhost, ::1 and the "
+        "bound address (any host when bound to 0.0.0.0).")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins (e.g. https://app.example.org), comma-separated, whose pages may "
+        "call the API from a browser (CORS) and change data. Default: none; pages on other origins cannot write.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="qa serve's log lines: text, or one JSON object per line (with request_id).")
+    max_head_bytes: int = Field(65_536, ge=1024, description="Largest request line and headers (431 otherwise).")
+    keep_alive_s: int = Field(5, ge=1, description="An idle kept-alive connection is closed after this many seconds.")
+    shutdown_timeout_s: int = Field(10, ge=1, description="On SIGTERM, requests in flight get this many seconds "
+                                    "before they are cancelled; writes not yet committed are abandoned at once.")
+    max_concurrent_ingests: int = Field(4, ge=1, description="Document uploads processed at once; one more gets "
+                                        "503 with Retry-After.")
+    max_document_passages: int = Field(20_000, ge=1, description="Most passages one document may make (422 "
+                                       "otherwise: split it).")
 
     # Optional upstream language model (OpenAI-compatible) for generated chat answers
     llm_base_url: str | None = None
@@ -165,6 +190,18 @@ class Settings(BaseSettings):
             raise ValueError(f"QA_DICTIONARY_WEIGHT ({self.dictionary_weight}) must not exceed QA_LEXICAL_WEIGHT "
                              f"({self.lexical_weight}): a dictionary sense never outweighs the question's own words")
         return self
+
+    @field_validator("seeds_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value  # not Path(""), the current folder
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def models_dir(self) -> Path:

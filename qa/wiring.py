@@ -14,7 +14,7 @@ from qa.chat.upstream import UpstreamLLM
 from qa.corpus import Corpus
 from qa.documents import DocumentService
 from qa.index import IndexCorruptError, IndexMismatchError, create_dense_index, create_lexical_index
-from qa.ingest.formats import ParseOptions
+from qa.ingest.formats import SUPPORTED_EXTENSIONS, ParseOptions
 from qa.ingest.originals import OriginalFiles
 from qa.ingest.service import IngestService
 from qa.jobs import JobQueue
@@ -107,6 +107,12 @@ def build_corpus(settings: Settings, model_id: str, dimension: int) -> Corpus:
     """The configured store and indexes, caught up with each other."""
     store = create_store(settings)
     try:
+        if settings.distributed:
+            from qa.shared_corpus import SharedCorpus
+
+            return SharedCorpus(store, create_dense_index(settings, model_id, dimension),
+                                create_lexical_index(settings), model_id, dimension,
+                                visibility_timeout_s=settings.index_visibility_timeout_s, where=store.address)
         return Corpus(store, create_dense_index(settings, model_id, dimension), create_lexical_index(settings),
                       model_id, dimension, checkpoint_interval_s=settings.checkpoint_interval_s,
                       where=str(settings.data_dir))
@@ -134,13 +140,30 @@ def load_dictionary(settings: Settings) -> tuple[Dictionary | None, str]:
     return dictionary, f"CC-CEDICT, {dictionary.entries} entries"
 
 
+class UncalibratedModelError(RuntimeError):
+    """The service would run a model whose answerable threshold was never fitted."""
+
+
+def check_calibrated(services: Services) -> None:
+    """Refuse to serve a model without a fitted answerable calibration (its threshold would be a guess),
+    unless QA_ANSWERABLE_THRESHOLD sets one explicitly."""
+    search = services.search
+    if services.settings.answerable_threshold is None and not search.calibration.report:
+        model = search.calibration.model_id or services.embedder.model_id
+        raise UncalibratedModelError(
+            f"no answerable calibration is fitted for {model}: fit one with "
+            f"`QA_EMBEDDER={services.settings.embedder} qa eval calibrate --eval-dir <folder with xquad/ and "
+            "cmrc2018/>` (the same QA_* model settings), or set QA_ANSWERABLE_THRESHOLD to serve it anyway")
+
+
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
     embedder = embedder or create_embedder(settings)
     dictionary, dictionary_status = load_dictionary(settings)
     corpus = build_corpus(settings, embedder.model_id, embedder.dimension)
     originals = OriginalFiles(Path(settings.data_dir) / "originals")
     ingest = IngestService(corpus, embedder, settings.max_passage_tokens, settings.heading_max_chars,
-                           ParseOptions.from_settings(settings), originals)
+                           ParseOptions.from_settings(settings), originals,
+                           max_passages=settings.max_document_passages)
     documents = DocumentService(corpus, ingest)
     search = ThreadLimitedSearch(
         corpus, embedder, EvidenceSelector(join_margin=settings.evidence_join_margin,
@@ -176,13 +199,26 @@ def warm_up(services: Services) -> None:
     services.embedder.encode_queries([sample])
 
 
-def ingest_seeds_if_empty(services: Services) -> None:
+def ingest_seeds_if_empty(services: Services) -> str:
+    """Ingest the seeds folder into an empty store; returns what happened, for the log and /healthz."""
     seeds = services.settings.seeds_dir
-    if seeds and Path(seeds).is_dir() and services.corpus.store.count_documents() == 0:
+    if services.corpus.store.count_documents() > 0:
+        return "not needed: the store has documents"
+    if seeds is None:
+        note = "none: QA_SEEDS_DIR is not set, the store is empty; add documents with POST /v1/documents or qa ingest"
+    elif not Path(seeds).is_dir():
+        note = f"missing: the seeds folder {Path(seeds).resolve()} does not exist, the store is empty; set QA_SEEDS_DIR"
+    else:
         log.info("empty store: ingesting %s", seeds)
         report = services.documents.ingest_paths([Path(seeds)])
         for skipped in report.skipped:
             log.warning("seed %s skipped: %s", skipped.path, skipped.reason)
+        if report.results:
+            return f"ingested {len(report.results)} documents from {Path(seeds).resolve()}"
+        note = (f"empty: the seeds folder {Path(seeds).resolve()} holds no document qa reads "
+                f"({' '.join(sorted(SUPPORTED_EXTENSIONS))}), the store is empty")
+    log.warning("seeds %s", note)
+    return note
 
 
 @dataclass
@@ -193,6 +229,7 @@ class ServiceHolder:
     services: Services | None = None
     status: str = "starting"
     error: str | None = None
+    seeds: str | None = None  # what became of the seeds folder (see ingest_seeds_if_empty)
     ready: threading.Event = field(default_factory=threading.Event)
 
     def start(self, background: bool = True) -> None:
@@ -205,10 +242,15 @@ class ServiceHolder:
         try:
             self.status = "loading model"
             services = build_services(self.settings)
+            try:
+                check_calibrated(services)
+            except UncalibratedModelError:
+                services.close()
+                raise
             self.status = "warming up"
             warm_up(services)
             self.status = "ingesting seeds"
-            ingest_seeds_if_empty(services)
+            self.seeds = ingest_seeds_if_empty(services)
             services.corpus.start_checkpointer()
             start_jobs(services)
             self.services = services

@@ -55,9 +55,15 @@ class PostgresEngine:
         """A fresh, empty database; its DSN."""
         import psycopg
 
-        name = f"qa_{uuid.uuid4().hex[:12]}"
+        return self.database(f"qa_{uuid.uuid4().hex[:12]}")
+
+    def database(self, name: str) -> str:
+        """The DSN of database ``name``, created empty when missing (reopening gives the same one)."""
+        import psycopg
+
         with psycopg.connect(self.uri, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
         return self.dsn(name)
 
     def drop_database(self, dsn: str) -> None:

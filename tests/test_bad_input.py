@@ -26,8 +26,56 @@ def _upload(filename: str, data: bytes, content_type: str = "application/octet-s
     return lambda c: c.post("/v1/documents", files={"file": (filename, data, content_type)})
 
 
+def _raw(path: str, content: bytes):
+    return lambda c: c.post(path, content=content, headers={"content-type": "application/json"})
+
+
+def _deep(key: str, depth: int = 1000) -> bytes:
+    return b'{"' + key.encode() + b'": ' + b"[" * depth + b"]" * depth + b"}"
+
+
 # (id, request, expected status(es), words the message must contain)
 BAD_REQUESTS = [
+    # valid JSON that the service cannot use: lone UTF-16 surrogates, deep nesting, huge numbers
+    ("lone surrogate in query", _raw("/v1/search", b'{"query": "\\ud800 AI"}'), 422, "surrogate"),
+    ("lone surrogate in document_ids", _raw("/v1/search", b'{"query": "AI", "document_ids": ["a\\udfff"]}'),
+     422, "surrogate"),
+    ("lone surrogate in document text", _raw("/v1/documents", b'{"title": "t", "text": "x \\ud800 y"}'),
+     422, "surrogate"),
+    ("lone surrogate in a JSON key", _raw("/v1/documents", b'{"\\udc00": 1, "title": "t", "text": "x"}'),
+     422, "surrogate"),
+    ("lone surrogate in chat", _raw("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "\\ud800?"}]}'),
+     400, "surrogate"),
+    ("lone surrogate in embeddings input", _raw("/v1/embeddings", b'{"input": ["ok", "\\ud800"]}'), 400, "surrogate"),
+    ("JSON 1,000 deep to documents", _raw("/v1/documents", _deep("title")), 400, "nested"),
+    ("JSON 1,000 deep to search", _raw("/v1/search", _deep("query")), 400, "nested"),
+    ("JSON 100 deep to chat", _raw("/v1/chat/completions", _deep("messages", 100)), 400, "nested"),
+    ("offset beyond 64 bits", lambda c: c.get("/v1/documents", params={"offset": 9223372036854775808}), 422, "offset"),
+    ("top_k beyond 64 bits", _search({"query": "AI", "top_k": 9223372036854775808}), 422, "top_k"),
+    ("integer of 5,000 digits", _raw("/v1/search", b'{"query": "AI", "top_k": ' + b"9" * 5000 + b"}"), 400, ""),
+    ("explain is 0, not a boolean", _search({"query": "AI", "explain": 0}), 422, "explain"),
+    # ids: one rule for JSON and uploads; never two ids merged into one
+    ("NUL in a JSON id", lambda c: c.post("/v1/documents", json={"title": "t", "text": "x", "id": "a\x00b"}),
+     422, "U+0000"),
+    ("slash in a JSON id", lambda c: c.post("/v1/documents", json={"title": "t", "text": "x", "id": "a/b"}), 422, "a/b"),
+    ("NUL in an upload id", lambda c: c.post("/v1/documents", data={"id": "a\x00b"}, files={"file": ("a.txt", b"x")}),
+     422, "U+0000"),
+    ("slash in an upload id", lambda c: c.post("/v1/documents", data={"id": "a/b"}, files={"file": ("a.txt", b"x")}),
+     422, "a/b"),
+    ("10 KB JSON id", lambda c: c.post("/v1/documents", json={"title": "t", "text": "x", "id": "k" * 10_000}), 422, "128"),
+    ("10 KB upload id", lambda c: c.post("/v1/documents", data={"id": "k" * 10_000}, files={"file": ("a.txt", b"x")}),
+     422, "128"),
+    ("NUL in a title", lambda c: c.post("/v1/documents", json={"title": "a\x00b", "text": "x"}), 422, "U+0000"),
+    ("newline in a source", lambda c: c.post("/v1/documents", json={"title": "t", "text": "x", "source": "a\nb"}),
+     422, "U+000A"),
+    ("control character in an upload title",
+     lambda c: c.post("/v1/documents", data={"title": "a\x07"}, files={"file": ("a.txt", b"x")}), 422, "U+0007"),
+    ("empty upload title", lambda c: c.post("/v1/documents", data={"title": ""}, files={"file": ("a.txt", b"x")}),
+     422, "title"),
+    ("unknown upload field", lambda c: c.post("/v1/documents", data={"author": "a"}, files={"file": ("a.txt", b"x")}),
+     422, "author"),
+    ("TRACE", lambda c: c.request("TRACE", "/v1/search"), 405, ""),
+
     ("empty query", _search({"query": ""}), 422, "empty"),
     ("whitespace query", _search({"query": " \t\n\u3000 "}), 422, "empty"),
     ("100 KB query", _search({"query": HUNDRED_KB}), 422, "2000"),
@@ -107,6 +155,43 @@ ODD_QUERIES = [
     ("sql", "'; DROP TABLE passages; --"),
     ("right-to-left", "ما هي سياسة الذكاء الاصطناعي في شنغهاي؟"),
 ]
+
+
+def test_method_not_allowed_names_every_method_of_the_path(fast_server: QAServer):
+    for method, path, allow in [("TRACE", "/v1/search", "POST"), ("PUT", "/v1/documents", "GET, POST"),
+                                ("TRACE", "/v1/documents/x", "DELETE, GET"), ("POST", "/healthz", "GET")]:
+        resp = fast_server.client.request(method, path)
+        assert_error_response(resp, 405)
+        assert set(resp.headers["allow"].split(", ")) - {"HEAD"} == set(allow.split(", ")), (path, resp.headers)
+
+
+def test_ids_are_kept_exactly_or_refused_never_merged(fast_server: QAServer):
+    """Distinct ids stay distinct: a valid id is stored as given; an unusable one is refused, not rewritten."""
+    tag = uuid.uuid4().hex[:6]
+    for doc_id in (f"a-{tag}", f"a.{tag}", f"a_{tag}", f"A-{tag}"):
+        resp = fast_server.client.post("/v1/documents", json={"id": doc_id, "title": doc_id, "text": f"Text of {doc_id}."})
+        assert resp.status_code == 201 and resp.json()["document_id"] == doc_id, resp.text
+        assert resp.json()["status"] == "added", resp.text
+    for doc_id in (f"a/{tag}", f"a\x00{tag}", f"a {tag}", f"-a{tag}", f"a{tag}-"):
+        assert_error_response(fast_server.client.post(
+            "/v1/documents", json={"id": doc_id, "title": "t", "text": "Something else."}), 422)
+        assert_error_response(fast_server.client.post(
+            "/v1/documents", data={"id": doc_id}, files={"file": ("x.txt", b"Something else.")}), 422)
+    for doc_id in (f"a-{tag}", f"a.{tag}", f"a_{tag}", f"A-{tag}"):
+        assert fast_server.client.get(f"/v1/documents/{doc_id}").json()["title"] == doc_id
+        assert fast_server.client.delete(f"/v1/documents/{doc_id}").status_code == 200
+
+
+def test_null_fields_are_present_as_the_schema_says(fast_server: QAServer):
+    """The OpenAPI schema requires source, published and section; a null one is sent as null, not left out."""
+    listing = fast_server.client.get("/v1/documents").json()
+    assert listing["documents"]
+    for doc in listing["documents"]:
+        assert {"source", "published", "text"} <= doc.keys(), doc
+    result = fast_server.client.post("/v1/search", json={"query": "上海的人工智能", "top_k": 5}).json()
+    assert result["results"]
+    for r in result["results"]:
+        assert {"section", "source", "published", "explain"} <= r.keys(), r
 
 
 @pytest.mark.parametrize("query", [q for _, q in ODD_QUERIES], ids=[n for n, _ in ODD_QUERIES])

@@ -1,4 +1,6 @@
-"""The FastAPI application: routers, error handlers, and the service holder."""
+"""The FastAPI application: routers, error handlers, the service holder, and the middleware that keeps it
+safe to expose (docs/security.md), from the outside in: request id and access line, metrics, Host and
+Origin checks (CORS when configured), body size and read deadline, uploads at once, client watch, JSON guard."""
 
 from __future__ import annotations
 
@@ -7,8 +9,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from qa import __version__
+from qa.api.browser import install_browser_safety
+from qa.api.clientwatch import ClientWatchMiddleware
 from qa.api.errors import install_error_handlers
-from qa.api.routers import chat, collections, documents, files, embeddings, health, search, web
+from qa.api.jsonguard import JsonGuardMiddleware
+from qa.api.limits import BodyLimitMiddleware, IngestGateMiddleware
+from qa.api.logs import RequestIdMiddleware
+from qa.api.metrics import install_metrics
+from qa.api.openapi import install_openapi
+from qa.api.routers import chat, collections, documents, embeddings, files, health, search, web
 from qa.mcp_server import mount_streamable_http
 from qa.settings import Settings, get_settings
 from qa.wiring import ServiceHolder
@@ -33,6 +42,15 @@ def create_app(settings: Settings | None = None, holder: ServiceHolder | None = 
     )
     app.state.holder = holder
     install_error_handlers(app)
+    install_openapi(app)
+    # Outermost last: the body limit and read deadline apply to everything that reads a body.
+    app.add_middleware(JsonGuardMiddleware)
+    app.add_middleware(ClientWatchMiddleware)
+    app.add_middleware(IngestGateMiddleware, settings=settings)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
+    install_browser_safety(app, settings)  # before the above: Host and Origin
+    install_metrics(app, holder)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer has an id and an access line
     for module in (search, collections, documents, files, health, chat, embeddings, web):
         app.include_router(module.router)
     mcp_sessions = mount_streamable_http(app, holder, settings)  # MCP over streamable HTTP at /mcp

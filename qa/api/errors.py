@@ -13,17 +13,28 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from qa.abandon import Abandoned
+from qa.ingest.service import DocumentTooLargeError
 
 from qa.documents.service import DocumentNotFoundError
-from qa.store.base import CollectionExistsError, CollectionNotFoundError, InvalidCollectionNameError
+from qa.index.base import IndexUnavailableError
+from qa.store.base import (
+    CollectionExistsError,
+    CollectionNotFoundError,
+    InvalidCollectionNameError,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, type_: str, message: str, param: str | None = None):
+    def __init__(self, status: int, type_: str, message: str, param: str | None = None, **extra):
         super().__init__(message)
         self.status, self.type, self.message, self.param = status, type_, message, param
+        self.extra = extra  # more fields of the error object, e.g. duplicate_of
 
 
 OPENAI_PATHS = ("/v1/chat/", "/v1/embeddings", "/v1/models")
@@ -47,7 +58,17 @@ def error_body(type_: str, message: str, **extra) -> dict:
     return {"error": {"type": type_, "message": message, **extra}}
 
 
-def _describe(errors: list[dict]) -> str:
+def error_response(path: str, status: int, type_: str, message: str, headers: dict | None = None) -> JSONResponse:
+    """The error answer for ``path`` (the OpenAI shape on the OpenAI paths): for middleware, which has no handler."""
+    if path.startswith(OPENAI_PATHS):  # OpenAI clients expect 400 for any invalid request
+        response = _openai_error(400 if status == 422 else status, type_, message)
+    else:
+        response = JSONResponse(error_body(type_, message), status_code=status)
+    response.headers.update(headers or {})
+    return response
+
+
+def describe_errors(errors: list[dict]) -> str:
     parts = []
     for err in errors:
         loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body",)) or "body"
@@ -55,12 +76,31 @@ def _describe(errors: list[dict]) -> str:
     return "; ".join(parts)
 
 
+def _flat(routes):
+    """The routes, with each included router's own (FastAPI wraps them; qa's routers have no prefix)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        yield from (_flat(inner.routes) if inner is not None else (route,))
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of the routes on this request's path, the most specific ones only (as documented:
+    ``/v1/documents/batch`` is the batch route, not a document called "batch")."""
+    by_params: dict[int, set[str]] = {}
+    for route in _flat(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            params = len(getattr(route, "param_convertors", None) or ())
+            by_params.setdefault(params, set()).update(getattr(route, "methods", None) or ())
+    return sorted(by_params[min(by_params)]) if by_params else []
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         if is_openai_path(request):
             return _openai_error(exc.status, exc.type, exc.message, exc.param)
-        return JSONResponse(error_body(exc.type, exc.message), status_code=exc.status)
+        return JSONResponse(error_body(exc.type, exc.message, **exc.extra), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -70,21 +110,32 @@ def install_error_handlers(app: FastAPI) -> None:
             if first.get("type") == "json_invalid":
                 return _openai_error(400, "json_invalid", "the request body is not valid JSON")
             param = ".".join(str(x) for x in first.get("loc", ()) if x != "body") or None
-            return _openai_error(400, first.get("type", "invalid_request"), _describe(errors), param)
+            return _openai_error(400, first.get("type", "invalid_request"), describe_errors(errors), param)
         bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
         if bad_json is not None:  # the same answer POST /v1/documents gives
             at = [x for x in bad_json.get("loc", ()) if isinstance(x, int)]
             message = "body is not valid JSON" + (f" (error at character {at[0]})" if at else "")
             return JSONResponse(error_body("invalid_json", message), status_code=400)
         return JSONResponse(
-            {**error_body("invalid_request", _describe(errors)), "detail": errors}, status_code=422
+            {**error_body("invalid_request", describe_errors(errors)), "detail": errors}, status_code=422
         )
 
+    @app.exception_handler(Abandoned)
+    async def _abandoned(request: Request, exc: Abandoned) -> JSONResponse:
+        log.info("abandoned %s %s: %s", request.method, request.url.path, exc)
+        return error_response(request.url.path, 503, "abandoned", str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(DocumentTooLargeError)
+    async def _too_many_passages(request: Request, exc: DocumentTooLargeError) -> JSONResponse:
+        return error_response(request.url.path, 422, "too_many_passages", str(exc))
+
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if is_openai_path(request):
-            return _openai_error(exc.status_code, "http_error", str(exc.detail))
-        return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:  # 404, 405, ...
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names the methods of the first route on the path only
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(request.url.path, exc.status_code, getattr(exc, "type", "http_error"), str(exc.detail),
+                              headers)
 
     @app.exception_handler(CollectionNotFoundError)
     async def _no_collection(request: Request, exc: CollectionNotFoundError) -> JSONResponse:
@@ -105,6 +156,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DocumentNotFoundError)
     async def _no_document(_: Request, exc: DocumentNotFoundError) -> JSONResponse:
         return JSONResponse(error_body("not_found", str(exc)), status_code=404)
+
+    @app.exception_handler(StoreUnavailableError)
+    @app.exception_handler(IndexUnavailableError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """A shared engine (PostgreSQL, Milvus) is down: 503 at once, the client may retry; the message names
+        the engine and its address, never a credential."""
+        if is_openai_path(request):
+            response = _openai_error(503, "service_unavailable", str(exc))
+        else:
+            response = JSONResponse(error_body("unavailable", str(exc)), status_code=503)
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

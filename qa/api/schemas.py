@@ -2,21 +2,63 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from qa.ingest.service import ID_PATTERN, MAX_ID_CHARS, given_document_id
 from qa.models import Passage
 from qa.retrieval.types import Hit, SearchResult
-from qa.store.base import DEFAULT_COLLECTION, Collection
+from qa.store.base import COLLECTION_NAME_PATTERN, DEFAULT_COLLECTION, Collection
+
+
+# What counts as blank for Python's str.isspace, Unicode's White_Space and ECMAScript's \s together, so
+# that the published pattern (JSON Schema, ECMAScript regex) and the server agree on a blank string.
+_BLANK = "\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NOT_BLANK = f"[^{_BLANK}]"
+_NOT_BLANK = re.compile(NOT_BLANK)
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"  # titles, sources, dates: one line, no control characters
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def not_blank(value: str, message: str) -> str:
+    """``value`` when it has a visible character (the ``NOT_BLANK`` pattern), else ValueError(message)."""
+    if not _NOT_BLANK.search(value):
+        raise ValueError(message)
+    return value
+
+
+def no_control(value: str | None) -> str | None:
+    """``value`` when it has no control character (the ``NO_CONTROL`` pattern), else ValueError."""
+    bad = _CONTROL.search(value) if value is not None else None
+    if bad:
+        raise ValueError(f"contains the control character U+{ord(bad.group()):04X} at {bad.start()}: "
+                         "send one line of text without control characters")
+    return value
+
+
+def pattern_field(pattern: str, *args, **kwargs):
+    """A ``Field`` whose JSON Schema says ``pattern``; the model's own validator enforces it with a message
+    that says what is wrong (pydantic's pattern error would only repeat the regular expression)."""
+    return Field(*args, json_schema_extra={"pattern": pattern}, **kwargs)
+
+
+def _integral(value):
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer in a strict request body: JSON Schema's "integer" includes 2.0, which strict pydantic refuses.
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 
 
 class SearchBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    query: str = Field(..., description="The question, in Chinese or English.", examples=["上海在人工智能方面有什么目标？"])
-    top_k: int = Field(5, ge=1, le=50, description="How many passages to return (1–50).")
+    query: str = pattern_field(NOT_BLANK, ..., description="The question, in Chinese or English.",
+                               examples=["上海在人工智能方面有什么目标？"])
+    top_k: JsonInt = Field(5, ge=1, le=50, description="How many passages to return (1–50).")
     lang: Literal["zh", "en"] | None = Field(None, description="Only passages in this language.")
     document_ids: list[str] | None = Field(None, max_length=1000, description="Only passages of these documents.")
     explain: bool = Field(False, description="Return the component scores of each result.")
@@ -31,9 +73,7 @@ class SearchBody(BaseModel):
     @field_validator("query")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query is empty: ask a question in Chinese or English")
-        return value
+        return not_blank(value, "query is empty: ask a question in Chinese or English")
 
 
 class BoxOut(BaseModel):
@@ -120,24 +160,48 @@ class SearchOut(BaseModel):
 
 
 class DocumentBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    title: str = Field(..., min_length=1, max_length=500)
-    text: str = Field(..., description="The document text (plain text; paragraphs separated by line breaks).")
-    source: str | None = Field(None, max_length=500)
-    published: str | None = Field(None, max_length=50)
-    id: str | None = Field(None, max_length=128, description="Document id; derived from the content when absent.")
+    title: str = pattern_field(NO_CONTROL, ..., min_length=1, max_length=500)
+    text: str = pattern_field(NOT_BLANK, ..., description="The document text (plain text; paragraphs separated by "
+                              "line breaks).")
+    source: str | None = pattern_field(NO_CONTROL, None, max_length=500)
+    published: str | None = pattern_field(NO_CONTROL, None, max_length=50)
+    id: str | None = pattern_field(ID_PATTERN, None, min_length=1, max_length=MAX_ID_CHARS, description=(
+        "Document id, kept exactly: letters, digits and '_', with '-' or '.' only between them; an id with "
+        "Chinese letters gets their pinyin and a hash. Derived from the content when absent."))
 
     @field_validator("text")
     @classmethod
     def _has_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text is empty: a document needs at least one paragraph")
-        return value
+        return not_blank(value, "text is empty: a document needs at least one paragraph")
+
+    @field_validator("title", "source", "published")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        return no_control(value)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        return given_document_id(value) if value is not None else None
+
+
+class UploadFields(BaseModel):
+    """The text fields of a multipart upload beside its ``file``: the rules of a JSON document's."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: str | None = DocumentBody.model_fields["id"]
+    title: str | None = pattern_field(NO_CONTROL, None, min_length=1, max_length=500,
+                                      description="Default: the file's own title (first heading, <title>).")
+
+    _one_line = field_validator("title")(DocumentBody._one_line.__func__)
+    _id = field_validator("id")(DocumentBody._id.__func__)
 
 
 class DocumentBatchBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     documents: list[DocumentBody] = Field(..., min_length=1, max_length=256,
                                           description="Up to 256 documents, embedded together and written one by one.")
@@ -201,10 +265,10 @@ class DocumentListOut(BaseModel):
 
 
 class CollectionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field(..., description="1 to 64 characters: lower-case letters, digits, '-' or '_', starting with a "
-                      "letter or digit.", examples=["hr-handbook"])
+    name: str = pattern_field(COLLECTION_NAME_PATTERN, ..., description="1 to 64 characters: lower-case letters, "
+                              "digits, '-' or '_', starting with a letter or digit.", examples=["hr-handbook"])
     description: str = Field("", max_length=2000)
 
 
@@ -235,6 +299,8 @@ class HealthOut(BaseModel):
     index_lag: int | None = Field(None, description="Store changes the indexes have not applied yet.")
     answerable_threshold: float | None = Field(
         None, description="Confidence at or above which a search result is marked answerable.")
+    seeds: str | None = Field(None, description="What became of the seeds folder on start: ingested, not needed, "
+                              "none, missing or empty.")
     error: str | None = None
     dictionary: str | None = Field(
         None, description="The bilingual dictionary of the cross-language leg: 'CC-CEDICT, N entries', 'off', or "

@@ -174,6 +174,14 @@ class MilvusConnection:
             self.call("drop_collection", self.state_collection)
         self._state_ready = False
 
+    def drop_indexes(self) -> None:
+        """Drop this deployment's Milvus collections (``qa reindex`` rebuilds them from the store)."""
+        for kind in ("dense", "lexical", "state"):
+            name = f"{self.prefix}_{kind}"
+            if self.call("has_collection", name):
+                self.call("drop_collection", name)
+        self._state_ready = False
+
     def close(self) -> None:
         try:
             self.client.close()

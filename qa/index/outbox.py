@@ -183,7 +183,10 @@ class OutboxWorker:
         try:
             report["store_seq"] = self.store.seq
             report["applied_seq"] = min(index.durable_seq for index in self.indexes)
-            report["lag"] = max(0, report["store_seq"] - report["applied_seq"])
-        except (IndexUnavailableError, StoreError) as exc:
+        except IndexUnavailableError as exc:  # the index is down: what it last acknowledged to this replica
+            report["applied_seq"], report["error"] = self._applied_cache, str(exc)
+        except StoreError as exc:
             report["error"] = str(exc)
+            return report
+        report["lag"] = max(0, report["store_seq"] - report["applied_seq"])
         return report

@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from embeddings import Embedder
+from qa.abandon import checkpoint
 from qa.corpus import Corpus
 from qa.ingest.chunker import chunk_document
 from qa.ingest.formats import SUPPORTED_EXTENSIONS, ParseOptions, parse_file
@@ -30,10 +33,32 @@ from qa.text.tokenize import passage_tokens
 log = logging.getLogger(__name__)
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+MAX_ID_CHARS = 128
+# A given ASCII id is kept exactly when it is already URL-safe: letters, digits, '_', and '-' or '.' inside.
+_ID_EXACT = r"[A-Za-z0-9_](?:[A-Za-z0-9_.\-]{0,%d}[A-Za-z0-9_])?" % (MAX_ID_CHARS - 2)
+_ID_EXACT_RE = re.compile(_ID_EXACT)
+# The same rule as a JSON Schema pattern: an exact ASCII id, or any id with a non-ASCII letter and no control character.
+ID_PATTERN = rf"^(?:{_ID_EXACT}|[^\x00-\x1f\x7f-\x9f]*[^\x00-\x9f][^\x00-\x1f\x7f-\x9f]*)$"
 
 
 class InvalidDocumentIdError(ValueError):
     """A document id that cannot be used in URLs and citations."""
+
+
+class DocumentTooLargeError(ValueError):
+    """A document with more passages than the service takes in one document."""
+
+
+# The progress callback of the ingest running in this context (the embedder's hook is shared by all).
+_progress: ContextVar[Callable[[int, int], None] | None] = ContextVar("qa_ingest_progress", default=None)
+
+
+def _report_progress(done: int, total: int) -> None:
+    """The embedder's progress hook: abandon the work of a client that has gone, else report progress."""
+    checkpoint()
+    callback = _progress.get()
+    if callback is not None:
+        callback(done, total)
 
 
 @dataclass(frozen=True)
@@ -60,19 +85,46 @@ def content_hash(title: str, text: str) -> str:
     return hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
 
 
+def _refuse_control_characters(name: str) -> None:
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise InvalidDocumentIdError(f"{name[:80]!r} cannot be used as a document id: it contains the control "
+                                     f"character U+{ord(bad):04X}; use letters, digits, '-', '_' or '.'.")
+
+
+def given_document_id(value: str) -> str:
+    """The id a client gave (JSON ``id`` or the ``id`` field of an upload): one rule for both.
+
+    An ASCII id is kept exactly when it is URL-safe (see ``_ID_EXACT``) and refused otherwise, so two
+    different ids are never merged (``a/b`` and ``a\\x00b`` are refused, not both turned into ``a-b``).
+    An id with Chinese (or other non-ASCII) letters gets its pinyin spelling and a hash, as a file name does.
+    """
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidDocumentIdError(f"the document id has {len(value)} characters; the limit is {MAX_ID_CHARS}")
+    _refuse_control_characters(value)
+    if value.isascii():
+        if not _ID_EXACT_RE.fullmatch(value):
+            raise InvalidDocumentIdError(
+                f"{value!r} cannot be used as a document id: use letters, digits and '_', with '-' or '.' "
+                f"only between them (at most {MAX_ID_CHARS} characters).")
+        return value
+    return document_id_for(value)
+
+
 def document_id_for(name: str) -> str:
-    """A URL-safe document id from a file name or a given id.
+    """A URL-safe document id from a file name (or, through :func:`given_document_id`, a non-ASCII id).
 
     A name with Chinese (or other non-ASCII) characters is spelled in pinyin and gets 8 hex digits of its
     hash, so that "上海报告.txt" has an id and "上海2024" / "北京2024" or "报告" / "宝高" stay apart.
     """
+    _refuse_control_characters(name)
     readable, suffix = name, ""
     if not name.isascii():
         from pypinyin import lazy_pinyin
 
         readable = "-".join(lazy_pinyin(name))
         suffix = "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
-    cleaned = _ID_UNSAFE.sub("-", readable).strip("-.")[:128 - len(suffix)].rstrip("-.")
+    cleaned = _ID_UNSAFE.sub("-", readable).strip("-.")[:MAX_ID_CHARS - len(suffix)].rstrip("-.")
     if not cleaned and not suffix:
         raise InvalidDocumentIdError(f"{name!r} cannot be used as a document id: use letters, digits, '-', '_' or '.'.")
     return (cleaned or "doc") + suffix
@@ -82,18 +134,29 @@ class IngestService:
     """Adds, replaces and deletes documents in a corpus."""
 
     def __init__(self, corpus: Corpus, embedder: Embedder, max_passage_tokens: int, heading_max_chars: int,
-                 parse_options: ParseOptions | None = None, originals: OriginalFiles | None = None):
+                 parse_options: ParseOptions | None = None, originals: OriginalFiles | None = None,
+                 max_passages: int | None = None):
         self.corpus = corpus
         self.originals = originals
         self.embedder = embedder
         self.max_passage_tokens = max_passage_tokens
         self.parse_options = parse_options or ParseOptions(heading_max_chars=heading_max_chars)
+        self.max_passages = max_passages  # per document; None: no limit
+        if hasattr(embedder, "on_progress"):  # one hook for every ingest; each call's own callback is in its context
+            embedder.on_progress = _report_progress
 
     def parse(self, raw: bytes | str, filename: str | None = None, title: str | None = None,
               on_progress: Callable[[str, int, int], None] | None = None) -> ParsedDocument:
         """Any supported file (PDF, DOCX, PPTX, images, text; see :mod:`qa.ingest.formats`);
-        ``on_progress(stage, done, total)`` follows a long parse (pages parsed, pages OCR'd)."""
-        return parse_file(raw, filename, replace(self.parse_options, title=title, on_progress=on_progress))
+        ``on_progress(stage, done, total)`` follows a long parse (pages parsed, pages OCR'd). The parse is
+        abandoned at its next progress report when its client has gone or the server stops."""
+
+        def progress(stage: str, done: int, total: int) -> None:
+            checkpoint()
+            if on_progress is not None:
+                on_progress(stage, done, total)
+
+        return parse_file(raw, filename, replace(self.parse_options, title=title, on_progress=progress))
 
     def ingest(self, doc: ParsedDocument, document_id: str | None = None,
                on_progress: Callable[[int, int], None] | None = None,
@@ -116,6 +179,7 @@ class IngestService:
             skipped = self._already_stored(collection, digest, document_id)
             planned.append(skipped if skipped is not None else _Planned(doc, document_id, digest, *self._plan(doc)))
         todo = [p for p in planned if isinstance(p, _Planned)]
+        checkpoint()  # nothing is embedded for a client that has gone (or a server that stops)
         vectors, span_vectors = self._embed([d.text for p in todo for d in p.drafts],
                                             [own for p in todo for own in p.spans],
                                             [p.doc.title for p in todo for _ in p.drafts], on_progress)
@@ -137,6 +201,9 @@ class IngestService:
         when the embedder can (see ``QA_SENTENCE_VECTORS``).
         """
         drafts = chunk_document(doc, self.embedder.count_tokens, self.max_passage_tokens)
+        if self.max_passages is not None and len(drafts) > self.max_passages:
+            raise DocumentTooLargeError(f"the document {doc.title[:80]!r} makes {len(drafts)} passages; the limit is "
+                                        f"{self.max_passages} (QA_MAX_DOCUMENT_PASSAGES): split it into several")
         sentences = [split_sentences(d.text, d.start) for d in drafts]
         spans = [[(s - d.start, e - d.start) for s, e in own] for d, own in zip(drafts, sentences)]
         return drafts, sentences, spans
@@ -144,14 +211,11 @@ class IngestService:
     def _embed(self, texts: list[str], spans: list[list[tuple[int, int]]], titles: list[str],
                on_progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, list[np.ndarray]]:
         """Passage and sentence vectors; sentences carry their document's title in the model's prompt."""
-        previous = getattr(self.embedder, "on_progress", None)
-        if on_progress is not None and hasattr(self.embedder, "on_progress"):
-            self.embedder.on_progress = on_progress
+        token = _progress.set(on_progress)
         try:
             return self.embedder.encode_passages_with_spans(texts, spans, titles)
         finally:
-            if hasattr(self.embedder, "on_progress"):
-                self.embedder.on_progress = previous
+            _progress.reset(token)
 
     @staticmethod
     def _stored(p: _Planned, vectors: np.ndarray, span_vectors: list[np.ndarray]) -> list[StoredPassage]:
@@ -175,6 +239,7 @@ class IngestService:
 
     def _write(self, collection: str, p: _Planned, stored: list[StoredPassage]) -> IngestResult:
         """Write one planned document (the caller holds the corpus batch)."""
+        checkpoint()  # each document commits in full or, abandoned before its commit, not at all
         skipped = self._already_stored(collection, p.digest, p.document_id)
         if skipped is not None:
             return skipped

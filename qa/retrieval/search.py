@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,12 +69,17 @@ class SearchService:
         self.threshold_override = answerable_threshold
         self.dictionary = dictionary or DictionaryLeg(None)
 
+    # Where every search's stage times go besides `explain` (the HTTP layer's metrics), when set.
+    timings_sink: Callable[[dict[str, float]], None] | None = None
+
     def search(self, request: SearchRequest) -> SearchResult:
         times = StageTimes()
         with times.stage("total"):
             result = self._search(request, times)
         if request.explain:
             result.timings_ms = times.rounded()
+        if self.timings_sink is not None:
+            self.timings_sink(times.ms)
         return result
 
     def _search(self, request: SearchRequest, times: StageTimes) -> SearchResult:

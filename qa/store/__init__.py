@@ -18,6 +18,7 @@ from qa.store.base import (
     SearchFilter,
     StoredPassage,
     StoreError,
+    StoreUnavailableError,
     WriteResult,
 )
 
@@ -26,7 +27,13 @@ if TYPE_CHECKING:
 
 
 def create_store(settings: Settings) -> PassageStore:
-    """The passage store the settings name (the embedded SQLite file in the data folder by default)."""
+    """The passage store the settings name (the embedded SQLite file in the data folder by default;
+    PostgreSQL with ``QA_STORE=postgres``)."""
+    if settings.store == "postgres":
+        from qa.store.postgres import PostgresStore
+
+        return PostgresStore(settings.postgres_dsn.get_secret_value(), pool_size=settings.postgres_pool_size,
+                             timeout_s=settings.backend_timeout_s)
     from qa.store.sqlite import SqlitePassageStore
 
     return SqlitePassageStore(settings.data_dir / "store.sqlite")
@@ -34,6 +41,6 @@ def create_store(settings: Settings) -> PassageStore:
 
 __all__ = [
     "DEFAULT_COLLECTION", "Collection", "CollectionExistsError", "CollectionNotFoundError", "IndexEntry",
-    "InvalidCollectionNameError", "PassageStore", "SearchFilter", "StoredPassage", "StoreError", "WriteResult",
+    "InvalidCollectionNameError", "PassageStore", "SearchFilter", "StoredPassage", "StoreError", "StoreUnavailableError", "WriteResult",
     "create_store",
 ]

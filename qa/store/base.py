@@ -27,6 +27,7 @@ from qa.models import Document, Passage
 
 DEFAULT_COLLECTION = "default"
 COLLECTION_RULE = "1 to 64 characters: lower-case letters, digits, '-' or '_', starting with a letter or digit"
+COLLECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # the same rule, published in the OpenAPI schema
 _COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 

@@ -32,7 +32,15 @@ def _sqlite(tmp_path: Path) -> PassageStore:
     return SqlitePassageStore(tmp_path / "store.sqlite")
 
 
-STORE_BACKENDS: dict[str, Callable[[Path], PassageStore]] = {"sqlite": _sqlite}
+def _postgres(tmp_path: Path) -> PassageStore:
+    """PostgreSQL (the server the tests start), one database per test folder (reopened, the same one)."""
+    from engines import shared_postgres, storage_name
+    from qa.store.postgres import PostgresStore
+
+    return PostgresStore(shared_postgres().database(storage_name(tmp_path)), pool_size=2)
+
+
+STORE_BACKENDS: dict[str, Callable[[Path], PassageStore]] = {"sqlite": _sqlite, "postgres": _postgres}
 
 
 @pytest.fixture(params=sorted(STORE_BACKENDS))

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from qa.api.deps import get_services
-from qa.api.errors import ApiError
+from qa.api.errors import ApiError, describe_errors
 from qa.api.schemas import (
     DocumentBatchBody,
     DocumentBody,
@@ -21,6 +21,7 @@ from qa.api.schemas import (
     IngestOut,
     JobAcceptedOut,
     PassageOut,
+    UploadFields,
 )
 from qa.ingest.errors import DocumentParseError
 from qa.ingest.formats import detect_parser
@@ -45,9 +46,11 @@ _UPLOAD_DOC = {
                     "properties": {
                         "file": {"type": "string", "format": "binary",
                                  "description": ".pdf, .docx, .pptx, .png/.jpg/.tif (OCR), or .txt/.md/.html (UTF-8)"},
-                        "id": {"type": "string"}, "title": {"type": "string"},
+                        **{k: v["anyOf"][0] | {x: v[x] for x in ("pattern", "description") if x in v}
+                           for k, v in UploadFields.model_json_schema()["properties"].items()},
                     },
                     "required": ["file"],
+                    "additionalProperties": False,
                 }
             },
         },
@@ -72,13 +75,17 @@ async def _read_upload(request: Request, services: Services) -> tuple[bytes, str
     if upload is None or isinstance(upload, str):
         raise ApiError(422, "invalid_request", "multipart upload needs a 'file' field holding a document "
                        "(.pdf, .docx, .pptx, an image, .txt, .md or .html)")
+    try:  # the same rules as a JSON document's id and title; no other field
+        fields = UploadFields.model_validate({k: v for k, v in form.multi_items() if k != "file"})
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", describe_errors(exc.errors())) from exc
     raw = await upload.read(services.settings.max_upload_bytes + 1)
     if len(raw) > services.settings.max_upload_bytes:
         raise ApiError(413, "too_large", f"file is larger than {services.settings.max_upload_bytes} bytes")
     filename = upload.filename or None  # without a name the content decides the format
-    doc_id = form.get("id") or (filename.rsplit("/", 1)[-1].rsplit(".", 1)[0] if filename else "upload")
-    title = form.get("title") or None
-    return raw, filename, str(doc_id), title if isinstance(title, str) else None
+    doc_id = fields.id if fields.id is not None else \
+        document_id_for(filename.rsplit("/", 1)[-1].rsplit(".", 1)[0] if filename else "upload")
+    return raw, filename, doc_id, fields.title
 
 
 async def _json_body(request: Request, services: Services, model: type[BodyT]) -> BodyT:
@@ -120,7 +127,6 @@ async def add_document(request: Request, collection: str = CollectionParam,
     try:
         if content_type.startswith("multipart/form-data"):
             raw, filename, doc_id, title = await _read_upload(request, services)
-            doc_id = document_id_for(doc_id)
             if await run_in_threadpool(_as_job, request, services, raw, filename):
                 job = services.jobs.submit("ingest", {"filename": filename, "id": doc_id, "title": title,
                                                       "collection": collection}, raw)
@@ -136,6 +142,9 @@ async def add_document(request: Request, collection: str = CollectionParam,
     except _DOCUMENT_ERRORS as exc:
         raise ApiError(getattr(exc, "status", 422), type(exc).__name__, str(exc)) from exc
     result = await run_in_threadpool(services.documents.add, parsed, doc_id, collection)
+    if result.status == "duplicate":  # nothing was created: say where the content is
+        raise ApiError(409, "duplicate", f"this content is already stored as document {result.duplicate_of!r}; "
+                       "nothing was added", duplicate_of=result.duplicate_of)
     return IngestOut(**result.__dict__)
 
 
@@ -169,8 +178,8 @@ async def add_documents(request: Request, collection: str = CollectionParam,
     return IngestBatchOut(results=[IngestOut(**r.__dict__) for r in results])
 
 
-@router.get("/v1/documents", response_model=DocumentListOut, response_model_exclude_none=True)
-def list_documents(limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+@router.get("/v1/documents", response_model=DocumentListOut)
+def list_documents(limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**62),
                    collection: str = CollectionParam, services: Services = Depends(get_services)) -> DocumentListOut:
     docs, total = services.documents.list(collection, limit, offset)
     return DocumentListOut(documents=[_document_out(d) for d in docs], total=total)

@@ -11,30 +11,34 @@ for questions (EmbeddingGemma prefixes the two differently). Vectors are L2-norm
 from __future__ import annotations
 
 import base64
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from qa.api.deps import get_services
 from qa.api.errors import ApiError
+from qa.api.schemas import NOT_BLANK, JsonInt, not_blank
 from qa.wiring import Services
 
 router = APIRouter(tags=["embeddings (OpenAI-compatible)"])
 
 MAX_INPUTS = 256
 MAX_INPUT_CHARS = 32_000
+_TEXT = {"type": "string", "pattern": NOT_BLANK, "description": f"At most {MAX_INPUT_CHARS} characters."}
 
 
 class EmbeddingsBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
-    input: str | list[str] = Field(..., description="A text or a list of texts (token arrays are not accepted).")
+    input: Annotated[str | list[str], WithJsonSchema({"anyOf": [_TEXT, {  # what _limits checks, published
+        "type": "array", "items": _TEXT, "minItems": 1, "maxItems": MAX_INPUTS}]})] = Field(
+        ..., description="A text or a list of texts (token arrays are not accepted).")
     model: str | None = Field(None, description='"qa" or the embedding model id; default: the service\'s model.')
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, description="Must equal the model's dimension when given.")
+    dimensions: JsonInt | None = Field(None, description="Must equal the model's dimension when given.")
     input_type: Literal["document", "passage", "query"] = Field(
         "document", description="Extension: encode as documents (default) or as search queries."
     )
@@ -56,8 +60,7 @@ class EmbeddingsBody(BaseModel):
         if len(texts) > MAX_INPUTS:
             raise ValueError(f"input has {len(texts)} texts; the limit is {MAX_INPUTS}")
         for i, text in enumerate(texts):
-            if not text.strip():
-                raise ValueError(f"input[{i}] is empty")
+            not_blank(text, f"input[{i}] is empty")
             if len(text) > MAX_INPUT_CHARS:
                 raise ValueError(f"input[{i}] has {len(text)} characters; the limit is {MAX_INPUT_CHARS}")
         return value

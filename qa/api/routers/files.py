@@ -27,7 +27,8 @@ def _kept(services: Services, document_id: str, collection: str):
 
 
 @router.get("/v1/documents/{document_id}/file", response_class=FileResponse,
-            responses={200: {"content": {"application/pdf": {}, "application/octet-stream": {}}}})
+            responses={200: {"content": {media: {} for media in sorted(  # every type an original can have
+                {m.split(";")[0] for m in MEDIA_TYPES.values()} | {"application/octet-stream"})}}})
 def document_file(document_id: str, collection: str = CollectionParam, services: Services = Depends(get_services)):
     """The file as it was uploaded (404 for a document sent as JSON text: it has no file)."""
     path = _kept(services, document_id, collection)
@@ -57,10 +58,11 @@ def document_page(document_id: str, page: int, dpi: int | None = Query(None, ge=
 def document_boxes(document_id: str, start: int = Query(..., ge=0), end: int = Query(..., ge=0),
                    collection: str = CollectionParam, services: Services = Depends(get_services)) -> list[BoxOut]:
     """Where ``text[start:end]`` of the document sits on its pages: ``[{page, x0, y0, x1, y1}]``, fractions
-    of the displayed page from its top-left corner (empty for documents without pages)."""
-    if end < start:
-        raise ApiError(422, "invalid_request", f"end ({end}) is before start ({start})")
+    of the displayed page from its top-left corner (empty for documents without pages, and for an empty
+    range: ``end <= start``, as ``text[start:end]`` is then empty)."""
     _kept(services, document_id, collection)
+    if end <= start:
+        return []
     return [BoxOut(**b) for b in services.originals.boxes(collection, document_id, start, end)]
 
 

@@ -22,7 +22,7 @@ def healthz(holder: ServiceHolder = Depends(get_holder)) -> JSONResponse:
         documents=s.corpus.store.count_documents() if s else None,
         collections=len(s.corpus.store.list_collections()) if s else None,
         index_lag=s.corpus.lag if s else None,
-        answerable_threshold=s.search.threshold if s else None,
+        answerable_threshold=s.search.threshold if s else None, seeds=holder.seeds,
         dictionary=s.dictionary_status if s else None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if s is not None else 503)

@@ -13,7 +13,7 @@ from qa.wiring import Services
 router = APIRouter(tags=["search"])
 
 
-@router.post("/v1/search", response_model=SearchOut, response_model_exclude_none=True)
+@router.post("/v1/search", response_model=SearchOut)
 def search(body: SearchBody, services: Services = Depends(get_services)) -> SearchOut:
     limit = services.settings.max_query_chars
     if len(body.query) > limit:
