@@ -16,7 +16,7 @@ like a real corpus (two languages half and half, three passages per document, a 
    with each filter; add of 3 passages (one new document) and removal of 3 (p50/p95 over repeated
    writes); ``checkpoint()`` after such a write.
 
-Collections below the approximate threshold (200,000 by default) are searched exactly, so N = 10k
+Collections below the approximate threshold (QA_APPROXIMATE_THRESHOLD; 200,000 when these figures were taken, 20,000 now) are searched exactly, so N = 10k
 and 100k measure the exact path, 1M the HNSW one.
 """
 

@@ -52,7 +52,10 @@ class Settings(BaseSettings):
     faiss_threads: int = Field(1, description="OpenMP threads of a FAISS search (1: requests parallelise instead).")
 
     # Index
-    approximate_threshold: int = Field(200_000, description="Above this many passages an HNSW index replaces exact search.")
+    approximate_threshold: int = Field(
+        20_000, description="Above this many passages in a collection an HNSW index (built in the background) "
+        "replaces exact search; deletes are marked, not rebuilt (recall@10 0.99-1.0 at 50k, docs/performance.md "
+        "section 2).")
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     hnsw_sq8: bool = Field(False, description="HNSW over 8-bit scalar-quantised vectors (about a quarter of the memory).")

@@ -11,7 +11,7 @@ Filters arrive as a :class:`~qa.store.base.SearchFilter` value and are evaluated
 so a remote engine turns them into its own filter expression. Term statistics (what fusion and
 calibration use) come through :meth:`LexicalIndex.term_stats`, not from a library's internals.
 
-Every backend passes ``tests/contract/test_index_contract.py``.
+Every backend passes ``tests/contract/test_dense_contract.py`` or ``tests/contract/test_lexical_contract.py``.
 """
 
 from __future__ import annotations
