@@ -17,12 +17,12 @@ scales them to any rendering of the page. The layout is saved as JSON next to th
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from qa.index.files import atomic_write
 
 __all__ = ["Run", "DocumentLayout", "evidence_boxes"]
 
@@ -70,17 +70,8 @@ class DocumentLayout:
 
     def save(self, path: Path) -> None:
         """Write atomically (a temporary file renamed over ``path``)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.to_json())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        data = self.to_json()
+        atomic_write(path, lambda tmp: tmp.write_text(data, encoding="utf-8"))
 
     @classmethod
     def load(cls, path: Path) -> DocumentLayout:
