@@ -169,6 +169,10 @@ class Settings(BaseSettings):
         "threshold); HNSW for large corpora on a Milvus server (milvus-lite has no HNSW).")
     backend_timeout_s: float = Field(
         10.0, gt=0, description="Longest wait for one call to PostgreSQL or Milvus before the request answers 503.")
+    job_lease_s: float = Field(
+        30.0, ge=2, le=3600, description="A job (a long upload) whose replica has sent no heartbeat for this long "
+        "(killed, frozen, cut off) is handed to another replica's worker (QA_STORE=postgres; heartbeats every "
+        "fifth of it).")
     index_visibility_timeout_s: float = Field(
         5.0, ge=0, description="How long a write waits for the shared indexes to apply it before it answers "
         "(it is acknowledged either way: the store and its outbox hold it, and the indexes catch up).")

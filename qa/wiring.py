@@ -17,7 +17,7 @@ from qa.index import IndexCorruptError, IndexMismatchError, create_dense_index, 
 from qa.ingest.formats import SUPPORTED_EXTENSIONS, ParseOptions
 from qa.ingest.originals import OriginalFiles
 from qa.ingest.service import IngestService
-from qa.jobs import JobQueue
+from qa.jobs import JobQueue, create_job_queue
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.dictionary_leg import DictionaryLeg
 from qa.retrieval.evidence import EvidenceSelector
@@ -182,11 +182,17 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                     dictionary_status=dictionary_status)
 
 
-def start_jobs(services: Services) -> JobQueue:
-    """The job queue of long uploads (``<data_dir>/jobs``), resuming what a restart interrupted."""
+def job_handlers(services: Services) -> dict:
+    """What each kind of job does."""
     from qa.ingest.jobs import upload_handler
 
-    services.jobs = JobQueue(Path(services.settings.data_dir) / "jobs", {"ingest": upload_handler(services.ingest)})
+    return {"ingest": upload_handler(services.ingest)}
+
+
+def start_jobs(services: Services) -> JobQueue:
+    """The job queue of long uploads (``<data_dir>/jobs``, or PostgreSQL shared by every replica), with
+    this process's worker, resuming what a restart (or a replica that died) interrupted."""
+    services.jobs = create_job_queue(services.settings, job_handlers(services))
     return services.jobs
 
 

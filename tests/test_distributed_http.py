@@ -74,13 +74,20 @@ def replicas(tmp_path_factory, postgres_engine, milvus_engine) -> Iterator[tuple
     """Two ``qa serve`` processes on one PostgreSQL database and one Milvus, started together (both find
     the store empty and ingest the seeds at the same time)."""
     env = distributed_env(postgres_engine.new_database(), milvus_engine.uri, milvus_prefix(), QA_EMBEDDER="use-m")
+    for a, b in ready_replicas(tmp_path_factory, "replica", **env):
+        yield a, b
+
+
+def ready_replicas(tmp_path_factory, name: str, **env) -> Iterator[list[QAServer]]:
+    """Two ``qa serve`` processes started together with ``env``, once both are ready (for a fixture to
+    ``yield from``; stopped after)."""
     logs = artifacts_dir(tmp_path_factory)
-    servers = [start_server(f"replica-{i}", tmp_path_factory.mktemp(f"replica-{i}"), logs, **env) for i in (1, 2)]
+    servers = [start_server(f"{name}-{i}", tmp_path_factory.mktemp(f"{name}-{i}"), logs, **env) for i in (1, 2)]
     try:
         for server in servers:
             health = server.wait_ready()
             assert health.get("ready"), f"{server.name} failed: {health.get('error')}\n{server.log_tail()}"
-        yield servers[0], servers[1]
+        yield servers
     finally:
         for server in servers:
             server.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.jobs import MAX_RESUMES, JobFailed, JobQueue
+from qa.jobs import MAX_RESUMES, FolderJobQueue, JobFailed
 
 
 def _count(job, upload: bytes, progress) -> dict:
@@ -33,12 +33,12 @@ def _crash(job, upload, progress) -> dict:
 
 @pytest.fixture
 def queue(tmp_path: Path):
-    q = JobQueue(tmp_path / "jobs", {"count": _count, "fail": _fail, "crash": _crash})
+    q = FolderJobQueue(tmp_path / "jobs", {"count": _count, "fail": _fail, "crash": _crash})
     yield q
     q.stop()
 
 
-def test_a_job_runs_reports_progress_and_keeps_its_result(queue: JobQueue, tmp_path: Path) -> None:
+def test_a_job_runs_reports_progress_and_keeps_its_result(queue: FolderJobQueue, tmp_path: Path) -> None:
     job = queue.submit("count", {"name": "a.txt"}, b"one two three")
     assert (tmp_path / "jobs" / job.id / "job.json").is_file()
     done = queue.wait(job.id, timeout=30)
@@ -50,7 +50,7 @@ def test_a_job_runs_reports_progress_and_keeps_its_result(queue: JobQueue, tmp_p
     assert queue.list()[0].id == job.id
 
 
-def test_failures_are_the_jobs_answer_and_the_worker_goes_on(queue: JobQueue) -> None:
+def test_failures_are_the_jobs_answer_and_the_worker_goes_on(queue: FolderJobQueue) -> None:
     failed = queue.submit("fail", {}, b"")
     crashed = queue.submit("crash", {}, b"")
     after = queue.submit("count", {}, b"still here")
@@ -63,11 +63,11 @@ def test_failures_are_the_jobs_answer_and_the_worker_goes_on(queue: JobQueue) ->
 
 WORKER = """
 import sys, time
-from qa.jobs import JobQueue
+from qa.jobs import FolderJobQueue
 def slow(job, upload, progress):
     progress("words counted", 1, 3)
     time.sleep(600)
-q = JobQueue(sys.argv[1], {"count": slow})
+q = FolderJobQueue(sys.argv[1], {"count": slow})
 q.submit("count", {}, b"one two three")
 time.sleep(600)
 """
@@ -88,7 +88,7 @@ def test_a_job_killed_mid_way_is_resumed_by_the_next_process(tmp_path: Path) -> 
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    queue = JobQueue(root, {"count": _count})
+    queue = FolderJobQueue(root, {"count": _count})
     try:
         (job,) = queue.list()
         done = queue.wait(job.id, timeout=30)
@@ -103,7 +103,7 @@ def test_a_job_that_keeps_dying_is_reported_failed(tmp_path: Path) -> None:
     (root / "abc" / "upload").write_bytes(b"x")
     (root / "abc" / "job.json").write_text(json.dumps({"id": "abc", "kind": "count", "params": {}, "state": "running",
                                                        "resumed": MAX_RESUMES}))
-    queue = JobQueue(root, {"count": _count})
+    queue = FolderJobQueue(root, {"count": _count})
     try:
         job = queue.get("abc")
         assert job.state == "failed" and job.error["type"] == "interrupted"

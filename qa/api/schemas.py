@@ -229,7 +229,10 @@ class JobOut(BaseModel):
     result: IngestOut | None = None
     error: dict[str, str] | None = None
     filename: str | None = None
-    resumed: int = Field(0, description="How often a restart resumed it.")
+    resumed: int = Field(0, description="How often a restart (or, on the distributed backend, another replica "
+                         "after this one's worker died) resumed it.")
+    worker: str | None = Field(None, description="The replica (host/pid) that runs or ran it, on the distributed "
+                               "backend (every replica's worker takes jobs); null on the embedded one.")
     created_at: float
     updated_at: float
 
@@ -238,7 +241,7 @@ class JobOut(BaseModel):
         data = job.public()
         return cls(id=data["id"], kind=data["kind"], state=data["state"], progress=data["progress"],
                    result=IngestOut(**data["result"]) if data["result"] else None, error=data["error"],
-                   filename=data["params"].get("filename"), resumed=data["resumed"],
+                   filename=data["params"].get("filename"), resumed=data["resumed"], worker=data["worker"],
                    created_at=data["created_at"], updated_at=data["updated_at"])
 
 

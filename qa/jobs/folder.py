@@ -1,16 +1,11 @@
-"""Long uploads as jobs: queued, run one at a time in the background, their progress and result kept.
+"""The embedded backend's job queue: jobs in the data folder, run one at a time by one worker thread.
 
-A job is the upload's bytes plus what to do with them (``kind`` and ``params``), saved under
-``<data_dir>/jobs/<id>/`` (``upload`` and ``job.json``, each written atomically) before ``202
-Accepted`` is answered, so nothing accepted is lost. One worker thread runs the jobs in the order
-they came; a job reports progress as named stages (``pages parsed``, ``pages OCR'd``,
-``passages embedded``: done and total each) and ends ``done`` with a result or ``failed`` with an
-error ``{type, message}``.
-
-A restart finds the jobs that were ``queued`` or ``running`` and queues them again (``resumed``
-counts how often): ingestion is idempotent by content hash, so running a job twice stores its
-document once. A job that fails by restarts three times is marked failed, never left running.
-Finished jobs are kept for ``keep_finished`` (the newest ones) and their uploads deleted.
+A job is saved under ``<data_dir>/jobs/<id>/`` (``upload`` and ``job.json``, each written
+atomically) before ``202 Accepted`` is answered. One worker thread runs the jobs in the order they
+came. A restart finds the jobs that were ``queued`` or ``running`` and queues them again
+(``resumed`` counts how often); a job that fails by restarts more than ``MAX_RESUMES`` times is
+marked failed. Finished jobs are kept for ``keep_finished`` (the newest ones) and their uploads
+deleted. (What jobs are: :mod:`qa.jobs.base`.)
 """
 
 from __future__ import annotations
@@ -21,57 +16,24 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from qa.index.files import atomic_write
+from qa.jobs.base import MAX_RESUMES, PROGRESS_SAVE_S, Handler, Job, JobQueue, interrupted, run_handler
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Job", "JobQueue", "JobFailed", "Progress"]
-
-MAX_RESUMES = 3
-
-# A handler: (job, its upload bytes, a progress callback) -> the job's result (JSON-able).
-Progress = Callable[[str, int, int], None]
-Handler = Callable[["Job", bytes, Progress], dict]
+__all__ = ["FolderJobQueue"]
 
 
-class JobFailed(Exception):
-    """A job's own failure, with the error type the client sees (a parse error, a missing collection)."""
-
-    def __init__(self, type_: str, message: str):
-        super().__init__(message)
-        self.type, self.message = type_, message
-
-
-@dataclass
-class Job:
-    id: str
-    kind: str
-    params: dict
-    state: str = "queued"  # queued | running | done | failed
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
-    progress: dict[str, list[int]] = field(default_factory=dict)  # stage -> [done, total]
-    result: dict | None = None
-    error: dict | None = None
-    resumed: int = 0
-
-    def public(self) -> dict:
-        out = asdict(self)
-        out["progress"] = {stage: {"done": d, "total": t} for stage, (d, t) in self.progress.items()}
-        return out
-
-
-class JobQueue:
+class FolderJobQueue(JobQueue):
     """Jobs under ``root`` with one worker thread (see the module docstring)."""
 
     def __init__(self, root: Path, handlers: dict[str, Handler], keep_finished: int = 200):
+        super().__init__(handlers)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.handlers = handlers
         self.keep_finished = keep_finished
         self._jobs: dict[str, Job] = {}
         self._queue: list[str] = []
@@ -84,8 +46,7 @@ class JobQueue:
     # --- public ----------------------------------------------------------------------------------
     def submit(self, kind: str, params: dict, upload: bytes) -> Job:
         """Save the job and its upload, then queue it (returns once both are on disk)."""
-        if kind not in self.handlers:
-            raise ValueError(f"unknown job kind {kind!r}")
+        self._check_kind(kind)
         job = Job(id=uuid.uuid4().hex[:16], kind=kind, params=params)
         folder = self.root / job.id
         folder.mkdir()
@@ -111,7 +72,7 @@ class JobQueue:
         with self._cond:
             while True:
                 job = self._jobs.get(job_id)
-                if job is None or job.state in ("done", "failed"):
+                if job is None or job.finished:
                     return job
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -141,9 +102,7 @@ class JobQueue:
             if job.state in ("queued", "running"):
                 job.resumed += 1 if job.state == "running" else 0
                 if job.resumed > MAX_RESUMES or not (folder / "upload").is_file():
-                    job.state = "failed"
-                    job.error = {"type": "interrupted", "message": "the server stopped while this job ran, "
-                                 f"{job.resumed} times: upload the file again"}
+                    job.state, job.error = "failed", interrupted(job.resumed)
                 else:
                     job.state = "queued"
                     self._queue.append(job.id)
@@ -174,23 +133,14 @@ class JobQueue:
             with self._cond:
                 job.progress[stage] = [int(done), int(total)]
                 job.updated_at = time.time()
-            if time.monotonic() - last_save[0] > 1.0 or done >= total:
+            if time.monotonic() - last_save[0] > PROGRESS_SAVE_S or done >= total:
                 last_save[0] = time.monotonic()
                 self._save(job)
 
-        try:
-            upload = (self.root / job.id / "upload").read_bytes()
-            result = self.handlers[job.kind](job, upload, progress)
-            outcome = {"state": "done", "result": result}
-        except JobFailed as exc:
-            outcome = {"state": "failed", "error": {"type": exc.type, "message": exc.message}}
-        except Exception as exc:  # noqa: BLE001 - a job's failure is its answer, never the worker's end
-            log.exception("job %s failed", job.id)
-            outcome = {"state": "failed", "error": {"type": "internal_error", "message": f"{type(exc).__name__}: {exc}"}}
+        outcome = run_handler(self.handlers[job.kind], job, (self.root / job.id / "upload").read_bytes, progress)
         with self._cond:
             job.state = outcome["state"]
-            job.result = outcome.get("result")
-            job.error = outcome.get("error")
+            job.result, job.error = outcome["result"], outcome["error"]
             job.updated_at = time.time()
         self._save(job)
         (self.root / job.id / "upload").unlink(missing_ok=True)
@@ -200,7 +150,7 @@ class JobQueue:
 
     def _prune(self) -> None:
         with self._cond:
-            finished = sorted((j for j in self._jobs.values() if j.state in ("done", "failed")),
+            finished = sorted((j for j in self._jobs.values() if j.finished),
                               key=lambda j: j.updated_at, reverse=True)
             gone = finished[self.keep_finished:]
             for job in gone:

