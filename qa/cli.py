@@ -1,4 +1,4 @@
-"""The ``qa`` command line: serve, mcp, ingest, ask, reindex, eval, bench, models fetch."""
+"""The ``qa`` command line: serve, mcp, ingest, sync, ask, reindex, eval, bench, models fetch."""
 
 from __future__ import annotations
 
@@ -104,6 +104,23 @@ def mcp(data_dir: Optional[Path] = DataDir) -> None:
     run_stdio(_settings(data_dir))
 
 
+def _folder_progress(progress: Progress):
+    """A progress callback for folder ingestion: files, pages of the current long file, passages embedded."""
+    files = progress.add_task("files", total=None)
+    pages = progress.add_task("pages", total=None, visible=False)  # long PDFs and scans
+    passages = progress.add_task("passages embedded", total=None)
+
+    def show(state) -> None:
+        progress.update(files, total=state.files_total, completed=state.files_done,
+                        description=f"files ({state.current})" if state.current else "files")
+        progress.update(passages, completed=state.passages_embedded)
+        if state.stage:
+            progress.update(pages, description=state.stage, completed=state.stage_done,
+                            total=state.stage_total, visible=True)
+
+    return show
+
+
 @app.command()
 def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.pdf, .docx, .pptx, .png/.jpg/.tif, .txt, .md, .html)."),
            collection: str = CollectionOpt,
@@ -121,18 +138,7 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.pdf,
             services.documents.ensure_collection(collection)
         services.documents.collection(collection)
         with _progress() as progress:
-            files = progress.add_task("files", total=None)
-            pages = progress.add_task("pages", total=None, visible=False)  # long PDFs and scans
-            passages = progress.add_task("passages embedded", total=None)
-
-            def show(state) -> None:
-                progress.update(files, total=state.files_total, completed=state.files_done,
-                                description=f"files ({state.current})" if state.current else "files")
-                progress.update(passages, completed=state.passages_embedded)
-                if state.stage:
-                    progress.update(pages, description=state.stage, completed=state.stage_done,
-                                    total=state.stage_total, visible=True)
-
+            show = _folder_progress(progress)
             try:
                 report = services.documents.ingest_paths(paths, collection, show)
             finally:
@@ -148,6 +154,92 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.pdf,
                   f"replaced, {report.count('unchanged')} unchanged, {report.count('duplicate')} duplicates), "
                   f"{len(report.skipped)} skipped; {report.passages_embedded} passages embedded in "
                   f"{report.seconds:.1f} s ({rate:.1f}/s)")
+
+
+@app.command()
+def sync(folder: Path = typer.Argument(..., help="The folder the collection follows (recursively)."),
+         collection: str = CollectionOpt,
+         create: bool = typer.Option(False, "--create", help="Create the collection when it does not exist."),
+         watch: bool = typer.Option(False, "--watch", help="Keep following the folder (Ctrl-C or SIGTERM stops)."),
+         debounce_ms: int = typer.Option(1000, "--debounce-ms", min=50, max=60_000,
+                                         help="--watch: wait for this many quiet milliseconds before a pass."),
+         switch: bool = typer.Option(False, "--switch", help="Make a collection that follows another folder follow "
+                                     "this one (documents from the other folder whose path is not here are removed)."),
+         data_dir: Optional[Path] = DataDir) -> None:
+    """Make a collection follow a folder: new files added, changed ones replaced, deleted ones removed,
+    unchanged ones skipped by their hash. Killed and rerun, it finishes the job. Documents added otherwise
+    (API, qa ingest) are left alone. Works on the data folder (stop `qa serve` on it first) or on the
+    shared PostgreSQL + Milvus backend (servers may keep running)."""
+    import signal
+    import threading
+
+    from qa import abandon
+    from qa.documents.sync import FolderConflictError, FolderSync, watch as watch_folder
+
+    if not folder.is_dir():
+        _fail(f"{folder} is not a folder")
+    settings = _settings(data_dir)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:  # finish cleanly: work in flight is abandoned before it writes
+        console.print(f"[yellow]{signal.Signals(signum).name}: stopping[/yellow]")
+        stop.set()
+        abandon.stop_all()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    services = _services(settings)
+    failed = interrupted = False
+    try:
+        with _collection_errors():
+            if create:
+                services.documents.ensure_collection(collection)
+            follower = FolderSync(services.documents, folder, collection, switch=switch)
+            with _progress() as progress:
+                show = _folder_progress(progress)
+                try:
+                    if watch:
+                        def on_pass(report) -> None:
+                            nonlocal failed, interrupted
+                            failed, interrupted = failed or bool(report.failed), interrupted or report.stopped
+                            _print_sync(report, progress.console)
+
+                        watch_folder(follower, stop, on_pass, show, debounce_ms,
+                                     on_ready=lambda: progress.console.print(
+                                         f"watching {follower.folder} (Ctrl-C stops)"))
+                    else:
+                        report = follower.run(progress=show)
+                        failed, interrupted = bool(report.failed), report.stopped
+                        _print_sync(report, progress.console)
+                except FolderConflictError as exc:
+                    _fail(str(exc))
+    finally:
+        services.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if interrupted:
+        console.print("stopped before the end; run qa sync again to finish (what was written is complete)")
+    if failed or (interrupted and not watch):
+        raise typer.Exit(1)
+
+
+def _print_sync(report, out: Console) -> None:
+    """What a sync pass changed, one line per file (unchanged files only counted), then the totals."""
+    for label, colour, paths in (("added", "green", report.added), ("replaced", "cyan", report.replaced),
+                                 ("removed", "magenta", report.removed)):
+        for path in paths:
+            out.print(f"[{colour}]{label}[/{colour}] {path}")
+    for path, holder in report.duplicates:
+        out.print(f"[yellow]not stored[/yellow] {path}: the same content is stored as document {holder!r}")
+    for path, reason in report.failed:
+        out.print(f"[red]failed[/red] {path}: {reason}")
+    for path, reason in report.ignored:
+        out.print(f"ignored {path}: {reason}")
+    rate = report.passages_embedded / report.seconds if report.seconds else 0.0
+    out.print(f"sync: {len(report.added)} added, {len(report.replaced)} replaced, {len(report.removed)} removed, "
+              f"{len(report.unchanged)} unchanged, {len(report.duplicates)} duplicates, {len(report.failed)} failed; "
+              f"{report.passages_embedded} passages embedded in {report.seconds:.1f} s ({rate:.1f}/s)"
+              + ("; stopped before the end" if report.stopped else ""))
 
 
 @app.command()

@@ -84,6 +84,24 @@ def committed_documents(store_path: Path) -> int:
         return 0
 
 
+def kill_9_once_committed(qa_cli: QACli, target: int, data: Path, log: Path, note: str, *args, **env) -> int:
+    """Run ``qa *args``, SIGKILL it once ``target`` documents are committed in ``data``; the count then."""
+    proc = qa_cli.popen(*args, log=log, **env)
+    deadline = time.monotonic() + 300
+    try:
+        while committed_documents(data / "store.sqlite") < target and proc.poll() is None:
+            assert time.monotonic() < deadline, f"{args[0]} too slow: " + log.read_text(errors="replace")[-2000:]
+            time.sleep(0.005)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, (
+        f"{args[0]} ended ({proc.returncode}) before the kill at {target} documents ({note}): "
+        + log.read_text(errors="replace")[-2000:])
+    return committed_documents(data / "store.sqlite")
+
+
 def assert_consistent(services: Services, files: dict[str, Path]) -> None:
     """Every stored document is complete and exact, and both indexes hold exactly the stored passages."""
     store, corpus = services.corpus.store, services.corpus
@@ -145,21 +163,8 @@ def test_kill_9_during_ingest_leaves_a_consistent_data_folder(tmp_path: Path, qa
 
     # 2. The whole folder again, killed with SIGKILL once a random number of new documents is committed.
     target = 40 + rng.randint(5, 150)
-    log = tmp_path / "ingest.log"
-    proc = qa_cli.popen("ingest", tmp_path / "docs", "--data-dir", data, log=log, **env)
-    deadline = time.monotonic() + 300
-    try:
-        while committed_documents(data / "store.sqlite") < target and proc.poll() is None:
-            assert time.monotonic() < deadline, "ingest too slow: " + log.read_text(errors="replace")[-2000:]
-            time.sleep(0.005)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, (
-        f"ingest ended ({proc.returncode}) before the kill at {target} documents (seed {seed}): "
-        + log.read_text(errors="replace")[-2000:])
-    committed = committed_documents(data / "store.sqlite")
+    committed = kill_9_once_committed(qa_cli, target, data, tmp_path / "ingest.log", f"seed {seed}",
+                                      "ingest", tmp_path / "docs", "--data-dir", data, **env)
     assert target <= committed < len(paths), (seed, target, committed)
 
     # 3. The folder opens; what was committed is complete, in order, and indexed; search works.

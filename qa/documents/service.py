@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
+from qa.abandon import Abandoned, checkpoint
 from qa.corpus import Corpus
 from qa.ingest.formats import SUPPORTED_EXTENSIONS
-from qa.ingest.service import IngestResult, IngestService, document_id_for
+from qa.ingest.service import DocumentTooLargeError, IngestResult, IngestService, document_id_for
 from qa.models import Block, Document, ParsedDocument, Passage
 from qa.store.base import DEFAULT_COLLECTION, Collection, check_collection_name
 
@@ -49,12 +50,28 @@ class FolderProgress:
     stage_total: int = 0
 
 
+@dataclass(frozen=True)
+class FileToIngest:
+    """A file to ingest under ``document_id``, with metadata to store beside the parser's; ``name`` is how
+    reports call it (default: the path)."""
+
+    path: Path
+    document_id: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", str(self.path))
+
+
 @dataclass
 class FolderReport:
     results: list[tuple[str, IngestResult]] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     passages_embedded: int = 0
     seconds: float = 0.0
+    stopped: bool = False  # told to stop (SIGTERM, Ctrl-C) before every file was done
 
     def count(self, status: str) -> int:
         return sum(1 for _, r in self.results if r.status == status)
@@ -150,19 +167,31 @@ class DocumentService:
     # --- folders -------------------------------------------------------------------------------
     def ingest_paths(self, paths: Iterable[Path], collection: str = DEFAULT_COLLECTION,
                      progress: Callable[[FolderProgress], None] | None = None) -> FolderReport:
-        """Ingest files and folders (recursively, supported types only) into ``collection``.
+        """Ingest files and folders (recursively, supported types only) into ``collection``; each file's
+        document id comes from its name without the extension. See :meth:`ingest_files`."""
+        self.corpus.collection(collection)
+        skipped: list[Skipped] = []
+        files = [FileToIngest(p, document_id_for(p.stem)) for p in expand_paths(paths, skipped)]
+        report = self.ingest_files(files, collection, progress)
+        report.skipped[:0] = skipped
+        return report
+
+    def ingest_files(self, files: Sequence[FileToIngest], collection: str = DEFAULT_COLLECTION,
+                     progress: Callable[[FolderProgress], None] | None = None) -> FolderReport:
+        """Ingest files into ``collection`` under the given ids, with their extra metadata.
 
         Files are parsed and grouped until about ``group_passages`` paragraphs, whose passages are then
         embedded together; each document is still written in its own transaction, so a kill loses at
         most the group being embedded, and a rerun skips every stored document by its content hash.
-        A file that cannot be read or parsed is skipped with the reason; the rest go on.
+        A file that cannot be read or parsed (or makes too many passages) is skipped with the reason;
+        the rest go on. When the process is told to stop (:func:`qa.abandon.stop_all`), the work in
+        flight is abandoned before it writes and the report says ``stopped``.
         """
         self.corpus.collection(collection)
         report = FolderReport()
         started = time.monotonic()
-        files = list(expand_paths(paths, report.skipped))
         state = FolderProgress(files_total=len(files))
-        group: list[tuple[str, ParsedDocument, str]] = []
+        group: list[tuple[FileToIngest, ParsedDocument]] = []
         group_size = 0
 
         def flush() -> None:
@@ -176,35 +205,48 @@ class DocumentService:
                 if progress:
                     progress(state)
 
-            results = self.add_many([(doc, doc_id) for _, doc, doc_id in group], collection, on_embed)
+            try:
+                results = self.add_many([(doc, f.document_id) for f, doc in group], collection, on_embed)
+            except DocumentTooLargeError:  # refused while planning, before anything was embedded: one at a time
+                results = []
+                for f, doc in group:
+                    try:
+                        results.append(self.add(doc, f.document_id, collection, on_embed))
+                    except DocumentTooLargeError as exc:
+                        results.append(None)
+                        report.skipped.append(Skipped(f.name, str(exc)))
             # what the group wrote (unchanged documents and duplicates were not embedded)
             state.passages_embedded = embedded_before + sum(r.passages for r in results
-                                                             if r.status in ("added", "replaced"))
-            report.results.extend((name, r) for (name, _, _), r in zip(group, results))
+                                                             if r is not None and r.status in ("added", "replaced"))
+            report.results.extend((f.name, r) for (f, _), r in zip(group, results) if r is not None)
             state.files_done += len(group)
             if progress:
                 progress(state)
             group, group_size = [], 0
 
-        for path in files:
-            state.current = path.name
-            try:
-                def pages(stage: str, done: int, total: int) -> None:
-                    state.stage, state.stage_done, state.stage_total = stage, done, total
-                    if progress:
-                        progress(state)
+        try:
+            for f in files:
+                checkpoint()
+                state.current = f.path.name
+                try:
+                    def pages(stage: str, done: int, total: int) -> None:
+                        state.stage, state.stage_done, state.stage_total = stage, done, total
+                        if progress:
+                            progress(state)
 
-                doc = self.ingest_service.parse(path.read_bytes(), path.name, on_progress=pages)
-                doc_id = document_id_for(path.stem)
-            except (OSError, ValueError) as exc:  # parser errors are ValueErrors with a message
-                report.skipped.append(Skipped(str(path), str(exc)))
-                state.files_done += 1
-                continue
-            group.append((str(path), doc, doc_id))
-            group_size += max(1, sum(1 for b in doc.blocks if b.kind == "paragraph"))
-            if group_size >= self.group_passages:
-                flush()
-        flush()
+                    doc = self.ingest_service.parse(f.path.read_bytes(), f.path.name, on_progress=pages)
+                except (OSError, ValueError) as exc:  # parser errors are ValueErrors with a message
+                    report.skipped.append(Skipped(f.name, str(exc)))
+                    state.files_done += 1
+                    continue
+                doc.metadata.update(f.metadata)
+                group.append((f, doc))
+                group_size += max(1, sum(1 for b in doc.blocks if b.kind == "paragraph"))
+                if group_size >= self.group_passages:
+                    flush()
+            flush()
+        except Abandoned:
+            report.stopped = True
         report.passages_embedded = state.passages_embedded
         report.seconds = time.monotonic() - started
         return report

@@ -1,8 +1,9 @@
 """Ingestion: parse → split into passages → tokenise → embed → write store and indexes.
 
 Duplicate policy (explicit): a document whose content (title + text) is already stored under
-another id is skipped as a duplicate; re-ingesting an id with unchanged content is a no-op;
-re-ingesting an id with changed content replaces all of its passages.
+another id is skipped as a duplicate; re-ingesting an id with unchanged content and metadata is a
+no-op; re-ingesting an id with changed content (or the same content with other metadata, such as the
+file a folder sync took it from) replaces all of its passages.
 """
 
 from __future__ import annotations
@@ -130,6 +131,22 @@ def document_id_for(name: str) -> str:
     return (cleaned or "doc") + suffix
 
 
+def path_document_id(relative: str) -> str:
+    """The document id of a file at ``relative`` (a POSIX path inside a synced folder): stable, unique per path.
+
+    A path that is already an exact id (``report.pdf``) is kept; any other (``a/b.txt``, ``报告.pdf``) gets
+    its readable form (as :func:`document_id_for` spells it) and 8 hex digits of the path's hash, so that
+    ``a/b.txt`` and ``a-b.txt`` stay apart and an id never depends on which other files exist.
+    """
+    if len(relative) <= MAX_ID_CHARS and _ID_EXACT_RE.fullmatch(relative):
+        return relative
+    readable = document_id_for(relative)
+    if not relative.isascii():  # document_id_for has added the hash already
+        return readable
+    suffix = "-" + hashlib.sha256(relative.encode()).hexdigest()[:8]
+    return readable[:MAX_ID_CHARS - len(suffix)].rstrip("-.") + suffix
+
+
 class IngestService:
     """Adds, replaces and deletes documents in a corpus."""
 
@@ -176,7 +193,7 @@ class IngestService:
         for doc, document_id in docs:
             digest = content_hash(doc.title, doc.text)
             document_id = document_id_for(document_id) if document_id else "doc-" + digest[:16]
-            skipped = self._already_stored(collection, digest, document_id)
+            skipped = self._already_stored(collection, digest, document_id, doc.metadata)
             planned.append(skipped if skipped is not None else _Planned(doc, document_id, digest, *self._plan(doc)))
         todo = [p for p in planned if isinstance(p, _Planned)]
         checkpoint()  # nothing is embedded for a client that has gone (or a server that stops)
@@ -240,7 +257,7 @@ class IngestService:
     def _write(self, collection: str, p: _Planned, stored: list[StoredPassage]) -> IngestResult:
         """Write one planned document (the caller holds the corpus batch)."""
         checkpoint()  # each document commits in full or, abandoned before its commit, not at all
-        skipped = self._already_stored(collection, p.digest, p.document_id)
+        skipped = self._already_stored(collection, p.digest, p.document_id, p.doc.metadata)
         if skipped is not None:
             return skipped
         doc = p.doc
@@ -255,12 +272,14 @@ class IngestService:
         self.corpus.write_document(collection, document, doc.text, stored)
         return IngestResult(p.document_id, "replaced" if replaced else "added", len(stored))
 
-    def _already_stored(self, collection: str, digest: str, document_id: str) -> IngestResult | None:
-        """``unchanged`` or ``duplicate`` when this content is stored already in the collection, else None."""
+    def _already_stored(self, collection: str, digest: str, document_id: str,
+                        metadata: dict[str, str]) -> IngestResult | None:
+        """``unchanged`` when this id holds this content and metadata, ``duplicate`` when another id holds this
+        content in the collection, else None (the same content with other metadata is written again)."""
         existing = self.corpus.store.document_by_hash(collection, digest)
         if existing == document_id:
             found = self.corpus.store.get_document(collection, document_id)
-            if found is not None:
+            if found is not None and found[0].metadata == metadata:
                 return IngestResult(document_id, "unchanged", found[0].passage_count)
         elif existing is not None:
             return IngestResult(document_id, "duplicate", 0, duplicate_of=existing)
