@@ -20,20 +20,29 @@ def register(app: typer.Typer) -> None:
 def eval_cmd(benchmark: str = typer.Argument(..., help="xquad | cmrc2018 | mixed | noanswer | all | calibrate"),
              eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/ and cmrc2018/."),
              limit: Optional[int] = typer.Option(None, help="Only the first N questions per direction."),
-             output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here.")) -> None:
+             output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
+             backend: str = typer.Option("embedded", help="embedded (the data-folder pools, cached), distributed "
+                                         "(PostgreSQL + milvus-lite started for the run, as the tests start them) or "
+                                         "both (and their R@1 side by side).")) -> None:
     """Retrieval quality (R@1, R@5, MRR@10 per direction) through the same code the API uses.
 
     `qa eval calibrate` fits the answerable confidence on in- vs out-of-corpus questions and stores it.
     """
-    from bench.evaluation import calibrate, run_eval
+    from bench.evaluation import BACKENDS, calibrate, run_eval
     from qa.cli import _fail, _settings
 
     if not (eval_dir / "xquad").is_dir():
         _fail(f"{eval_dir} holds no xquad/ folder: pass --eval-dir pointing at the shared eval data")
+    if backend not in BACKENDS:
+        _fail(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if benchmark == "calibrate":
         calibrate(eval_dir, _settings(None), limit=limit, console=Console(width=160))
         return
-    run_eval(benchmark, eval_dir, _settings(None), limit=limit, output=output, console=Console(width=160))
+    try:
+        run_eval(benchmark, eval_dir, _settings(None), limit=limit, output=output, console=Console(width=160),
+                 backend=backend)
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search corpus (zh and en alternating)."),

@@ -7,7 +7,10 @@ whose gold answer lies inside the first result's evidence, and no-answer precisi
 of one benchmark asked against the other's corpus are out-of-corpus).
 
 Each corpus is built once per model in ``<cache_dir>/eval/<model>/<pool>``; passage embeddings come
-from the embedding cache, so reruns cost only the questions.
+from the embedding cache, so reruns cost only the questions. ``backend="distributed"`` builds the
+pools on PostgreSQL + Milvus instead (the engines the tests start, ``tests/engines.py``: a database and
+a Milvus prefix per pool, rebuilt each run from the embedding cache), through the same wiring as
+``QA_STORE=postgres QA_INDEX=milvus``; ``qa eval xquad --backend both`` runs both and compares them.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ import dataclasses
 import json
 import math
 import re
+import shutil
+import sys
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,11 +179,12 @@ def build_pool(name: str, passages: list[dict], settings: Settings, console: Con
                embedder: Embedder | None = None) -> Services:
     """A corpus holding one document per benchmark paragraph (cached per model and pool)."""
     embedder = embedder or eval_embedder(settings)
-    safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", embedder.model_id)
-    if settings.sentence_vectors != "contextual":
-        safe_model += "_separate-sentences"
-    data_dir = settings.cache_dir / "eval" / POOL_FORMAT / safe_model / name
-    services = build_services(settings.model_copy(update={"data_dir": data_dir, "seeds_dir": None}), embedder)
+    if not settings.distributed:  # the distributed backend's pools: a database of their own (distributed_pools)
+        safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", embedder.model_id)
+        if settings.sentence_vectors != "contextual":
+            safe_model += "_separate-sentences"
+        settings = settings.model_copy(update={"data_dir": settings.cache_dir / "eval" / POOL_FORMAT / safe_model / name})
+    services = build_services(settings.model_copy(update={"seeds_dir": None}), embedder)
     have = services.corpus.store.count_documents()
     if have >= len(passages):
         return services
@@ -324,29 +332,94 @@ def print_figures(figures: list[RunFigures], console: Console) -> None:
     console.print(table)
 
 
+BACKENDS = ("embedded", "distributed", "both")
+
+
+@contextmanager
+def pool_settings(settings: Settings, backend: str) -> Iterator[Callable[[str], Settings]]:
+    """The settings of each pool's corpus: the configured ones (embedded), or, for ``distributed``, a
+    PostgreSQL database and Milvus prefix per pool on engines started for this run (as the tests start
+    them) and stopped after."""
+    if backend == "embedded":
+        if settings.distributed:
+            raise ValueError("qa eval builds one corpus per pool: with QA_STORE=postgres use --backend distributed, "
+                             "which starts PostgreSQL and milvus-lite for the run")
+        yield lambda name: settings
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from engines import engines_for_a_run  # the engines the tests start
+    from pydantic import SecretStr
+
+    scratch = Path(tempfile.mkdtemp(prefix="qa-eval-dist-"))
+    try:
+        with engines_for_a_run() as (postgres, milvus):
+            def settings_for(name: str) -> Settings:
+                tag = re.sub(r"[^a-z0-9]+", "_", name.lower())
+                return settings.model_copy(update={
+                    "store": "postgres", "index": "milvus", "postgres_dsn": SecretStr(postgres.database(f"eval_{tag}")),
+                    "milvus_uri": milvus.uri, "milvus_prefix": f"eval_{tag}", "data_dir": scratch / tag})
+
+            yield settings_for
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def run_eval(benchmark: str, eval_dir: Path, settings: Settings, *, limit: int | None = None,
              output: Path | None = None, console: Console | None = None, calibrate: bool = False,
-             embedder: Embedder | None = None) -> list[RunFigures]:
+             embedder: Embedder | None = None, backend: str = "embedded") -> list[RunFigures]:
     console = console or Console()
     eval_dir = Path(eval_dir)
     if not (eval_dir / "xquad").is_dir():
         raise FileNotFoundError(f"{eval_dir} has no xquad/ folder: pass --eval-dir pointing at shared/eval")
+    if backend == "both":
+        embedder = embedder or eval_embedder(settings)
+        both = {b: run_eval(benchmark, eval_dir, settings, limit=limit, console=console, embedder=embedder,
+                            backend=b) for b in ("embedded", "distributed")}
+        compare_backends(both["embedded"], both["distributed"], console)
+        if output:
+            output.write_text(json.dumps({b: [f.__dict__ for f in figs] for b, figs in both.items()}, indent=1,
+                                         ensure_ascii=False), encoding="utf-8")
+        return both["distributed"]
     pools, runs = load_runs(benchmark, eval_dir)
     embedder = embedder or eval_embedder(settings)
-    services = {name: build_pool(name, passages, settings, console, embedder) for name, passages in pools.items()}
     figures = []
     samples: list = []
-    for run in runs:
-        if limit:
-            run.questions = run.questions[:limit]
-        figures.append(evaluate_run(run, services[run.pool], console, samples if calibrate else None,
-                                    baseline=not calibrate))
+    with pool_settings(settings, backend) as settings_for:
+        services = {name: build_pool(name, passages, settings_for(name), console, embedder)
+                    for name, passages in pools.items()}
+        try:
+            for run in runs:
+                if limit:
+                    run.questions = run.questions[:limit]
+                figures.append(evaluate_run(run, services[run.pool], console, samples if calibrate else None,
+                                            baseline=not calibrate))
+        finally:
+            if backend != "embedded":  # before its engines stop
+                for built in services.values():
+                    built.close()
     print_figures(figures, console)
     if output:
         output.write_text(json.dumps([f.__dict__ for f in figures], indent=1, ensure_ascii=False), encoding="utf-8")
     if calibrate:
         return figures, samples  # type: ignore[return-value]
     return figures
+
+
+def compare_backends(embedded: list[RunFigures], distributed: list[RunFigures], console: Console) -> float:
+    """R@1 of the final pipeline per run on both backends, and the largest difference."""
+    table = Table(title="R@1 of the final pipeline: embedded vs distributed backend")
+    for col in ("run", "n", "embedded", "distributed", "difference"):
+        table.add_column(col)
+    worst = 0.0
+    for e, d in zip(embedded, distributed):
+        if "final" not in e.legs:
+            continue
+        a, b = e.legs["final"]["R@1"], d.legs["final"]["R@1"]
+        worst = max(worst, abs(a - b))
+        table.add_row(e.name, str(e.n), f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
+    console.print(table)
+    console.print(f"largest R@1 difference: {worst:.4f}")
+    return worst
 
 
 def no_answer_report(figures: list[RunFigures]) -> dict[str, float]:

@@ -18,6 +18,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,6 +168,22 @@ def private_folder(kind: str) -> Path:
 def milvus_prefix() -> str:
     """A Milvus collection-name prefix of one test's own (tests share the engine)."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@contextmanager
+def engines_for_a_run() -> Iterator[tuple[PostgresEngine, MilvusEngine]]:
+    """A PostgreSQL and a milvus-lite engine of their own for one run (a benchmark, an evaluation),
+    stopped and removed after."""
+    postgres, milvus = PostgresEngine(private_folder("postgres")), MilvusEngine(private_folder("milvus"))
+    try:
+        postgres.start()
+        milvus.start()
+        yield postgres, milvus
+    finally:
+        milvus.stop()
+        postgres.close()
+        for folder in (postgres.root, milvus.root):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- engines shared by a whole test process (started on first use, stopped at exit) ---------------

@@ -60,3 +60,37 @@ def test_no_answer_report_weights_each_set_by_its_size():
     report = no_answer_report(figures)
     assert report["answerable_flagged"] == pytest.approx(0.025)
     assert report["out_of_corpus_flagged"] == pytest.approx(0.9)
+
+
+@needs_data
+def test_qa_eval_runs_on_the_distributed_backend_beside_the_embedded_one(tmp_path, capsys) -> None:
+    """``qa eval xquad --backend both`` on a slice of XQuAD (USE-m): the pools are built through the wiring
+    on PostgreSQL + milvus-lite (started for the run) and on the data folder, and rank alike."""
+    import json
+
+    from rich.console import Console
+
+    from bench.evaluation import run_eval
+    from qa.settings import Settings
+
+    eval_dir = tmp_path / "eval"
+    (eval_dir / "xquad").mkdir(parents=True)
+    passages = [json.loads(line) for line in (EVAL_DIR / "xquad" / "passages.jsonl").read_text().splitlines()]
+    keep = {p["id"] for p in passages if int(p["id"].split("-")[1]) < 8}
+    questions = [json.loads(line) for line in (EVAL_DIR / "xquad" / "questions.jsonl").read_text().splitlines()]
+    (eval_dir / "xquad" / "passages.jsonl").write_text(
+        "\n".join(json.dumps(p, ensure_ascii=False) for p in passages if p["id"] in keep))
+    (eval_dir / "xquad" / "questions.jsonl").write_text(
+        "\n".join(json.dumps(q, ensure_ascii=False) for q in questions if set(q["gold_passage_ids"]) <= keep))
+    cache = tmp_path / "cache"  # pools and embeddings of this test's own; the model from the real cache
+    cache.mkdir()
+    (cache / "models").symlink_to(Settings().models_dir)
+    settings = Settings(embedder="use-m", cache_dir=cache, seeds_dir=None)
+    output = tmp_path / "both.json"
+    run_eval("xquad", eval_dir, settings, limit=10, output=output, console=Console(width=160), backend="both")
+    both = json.loads(output.read_text())
+    assert [f["name"] for f in both["embedded"]] == [f["name"] for f in both["distributed"]]
+    for e, d in zip(both["embedded"], both["distributed"]):
+        assert e["n"] == d["n"] == 10
+        assert abs(e["legs"]["final"]["R@1"] - d["legs"]["final"]["R@1"]) <= 0.1, (e["name"], e["legs"], d["legs"])
+    assert "largest R@1 difference" in capsys.readouterr().out
