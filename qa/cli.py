@@ -125,6 +125,9 @@ def _folder_progress(progress: Progress):
 def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.pdf, .docx, .pptx, .png/.jpg/.tif, .txt, .md, .html)."),
            collection: str = CollectionOpt,
            create: bool = typer.Option(False, "--create", help="Create the collection when it does not exist."),
+           queue: bool = typer.Option(False, "--queue", help="QA_STORE=postgres: hand each file to the replicas' "
+                                      "workers as a job in PostgreSQL (every running `qa serve` takes some) and follow "
+                                      "them, instead of embedding here."),
            data_dir: Optional[Path] = DataDir) -> None:
     """Add documents to a collection, with progress. Killed and rerun, it resumes: documents already stored
     are recognised by their content and not embedded again."""
@@ -132,6 +135,9 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.pdf,
     if missing:
         _fail(f"{missing[0]} does not exist")
     settings = _settings(data_dir)
+    if queue:
+        _ingest_through_queue(settings, paths, collection, create)
+        return
     services = _services(settings)
     with _collection_errors():
         if create:
@@ -143,6 +149,10 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.pdf,
                 report = services.documents.ingest_paths(paths, collection, show)
             finally:
                 services.close()
+    _print_ingest_report(report)
+
+
+def _print_ingest_report(report) -> None:
     for name, r in report.results:
         if r.status in ("added", "replaced", "duplicate"):
             console.print(f"{r.document_id}: {r.status} ({r.passages} passages)"
@@ -154,6 +164,41 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.pdf,
                   f"replaced, {report.count('unchanged')} unchanged, {report.count('duplicate')} duplicates), "
                   f"{len(report.skipped)} skipped; {report.passages_embedded} passages embedded in "
                   f"{report.seconds:.1f} s ({rate:.1f}/s)")
+    if report.workers:
+        console.print("ingested by " + ", ".join(f"{w} ({n})" for w, n in sorted(report.workers.items())))
+
+
+def _ingest_through_queue(settings: Settings, paths: list[Path], collection: str, create: bool) -> None:
+    """``qa ingest --queue``: the files become jobs the replicas' workers take (no model loaded here)."""
+    from qa.ingest.jobs import ingest_through_queue
+    from qa.jobs import create_job_queue
+    from qa.store import create_store
+
+    if not settings.distributed:
+        _fail("--queue hands the files to the replicas through PostgreSQL: it needs QA_STORE=postgres (and "
+              "`qa serve` replicas running on it)")
+    with _collection_errors():
+        store = create_store(settings)
+        try:
+            if create:
+                store.ensure_collection(collection)
+            elif store.get_collection(collection) is None:
+                from qa.store.base import CollectionNotFoundError
+
+                raise CollectionNotFoundError(collection, [c.name for c in store.list_collections()])
+        finally:
+            store.close()
+    jobs = create_job_queue(settings, dict.fromkeys(["ingest"]), work=False)  # submit only: replicas run them
+    try:
+        with _progress() as progress:
+            report = ingest_through_queue(jobs, paths, collection, settings.max_upload_bytes,
+                                          _folder_progress(progress))
+    except KeyboardInterrupt:
+        _fail("stopped following: the jobs already queued stay in PostgreSQL and the replicas finish them "
+              "(GET /v1/jobs)")
+    finally:
+        jobs.stop()
+    _print_ingest_report(report)
 
 
 @app.command()

@@ -119,3 +119,35 @@ def test_a_replica_killed_mid_job_leaves_the_job_to_the_other(replicas) -> None:
     assert hits and hits[0]["document_id"] == "atoll"
     assert all(j["state"] in ("done", "failed") for j in survivor.client.get("/v1/jobs").json())
     print(f"job handed on and finished {handed_on:.1f} s after the kill (lease {LEASE_S} s)")
+
+
+def test_bulk_ingest_through_the_queue_is_shared_by_the_replicas(replicas, tmp_path) -> None:
+    """``qa ingest --queue FOLDER`` (no model loaded there): every file becomes a job, both replicas' workers
+    take some, the command follows them to the end and reports each document and who ingested it."""
+    import subprocess
+
+    from conftest import qa_command
+
+    a, b = replicas
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"harbour-{i}.txt").write_bytes(_text(f"harbour{i}", 40))
+    (folder / "notes.xyz").write_text("not a document")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a PDF")
+    started = time.monotonic()
+    run = subprocess.run([*qa_command(), "ingest", "--queue", str(folder)], env=a.env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert "6 documents (6 added" in out and "harbour-3: added (40 passages)" in out, out
+    assert "240 passages embedded" in " ".join(out.split()), out
+    assert "skipped" in out and "notes.xyz" in out and "broken.pdf" in out, out
+    assert _worker_of(a) in out and _worker_of(b) in out, "both replicas ingested some: " + out
+    listing = b.client.get("/v1/documents", params={"limit": 1000}).json()["documents"]
+    assert sorted(d["id"] for d in listing if d["id"].startswith("harbour")) == [f"harbour-{i}" for i in range(6)]
+    print(out, f"qa ingest --queue: 6 documents through 2 replicas in {time.monotonic() - started:.1f} s")
+    bad = subprocess.run([*qa_command(), "ingest", "--queue", str(folder)],
+                         env={k: v for k, v in a.env.items() if not k.startswith("QA_")}, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "needs QA_STORE=postgres" in " ".join((bad.stdout + bad.stderr).split())

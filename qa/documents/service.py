@@ -72,6 +72,7 @@ class FolderReport:
     passages_embedded: int = 0
     seconds: float = 0.0
     stopped: bool = False  # told to stop (SIGTERM, Ctrl-C) before every file was done
+    workers: dict[str, int] = field(default_factory=dict)  # through the job queue: documents each replica ingested
 
     def count(self, status: str) -> int:
         return sum(1 for _, r in self.results if r.status == status)

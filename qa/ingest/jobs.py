@@ -1,13 +1,19 @@
-"""What a queued upload does: parse (pages parsed, pages OCR'd) and ingest (passages embedded)."""
+"""What a queued upload does: parse (pages parsed, pages OCR'd) and ingest (passages embedded); and bulk
+ingest through the queue (``qa ingest --queue``)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from qa.documents.service import FolderProgress, FolderReport, Skipped, expand_paths
 from qa.ingest.errors import DocumentParseError
 from qa.ingest.service import IngestService, InvalidDocumentIdError, document_id_for
-from qa.jobs import Handler, Job, JobFailed, Progress
+from qa.jobs import Handler, Job, JobFailed, JobQueue, Progress
 from qa.store.base import DEFAULT_COLLECTION
 
-__all__ = ["upload_handler", "needs_a_job"]
+__all__ = ["ingest_through_queue", "upload_handler", "needs_a_job"]
 
 
 def upload_handler(ingest: IngestService) -> Handler:
@@ -53,3 +59,58 @@ def needs_a_job(raw: bytes, filename: str | None, sync_max_pages: int) -> bool:
 
     look = quick_look(raw)
     return look is not None and (look[0] > sync_max_pages or not look[1])
+
+
+def ingest_through_queue(queue: JobQueue, paths: Sequence[Path], collection: str, max_bytes: int,
+                         progress: Callable[[FolderProgress], None] | None = None, poll_s: float = 0.5,
+                         wait: bool = True) -> FolderReport:
+    """Bulk ingest shared by every replica: each file (folders recursively, supported types) becomes an
+    ``ingest`` job in ``queue`` (on the distributed backend, any replica's worker parses, embeds and writes
+    it), then, with ``wait``, the jobs are followed until all have finished. A job that failed is
+    reported as skipped with its error; ``results`` name the replica that ran each in ``workers``."""
+    from qa.ingest.service import IngestResult
+
+    report = FolderReport()
+    started = time.monotonic()
+    files = list(expand_paths(paths, report.skipped))
+    state = FolderProgress(files_total=len(files))
+    jobs: dict[str, str] = {}  # job id -> file
+    for path in files:
+        size = path.stat().st_size
+        if size > max_bytes:
+            report.skipped.append(Skipped(str(path), f"larger than {max_bytes} bytes (QA_MAX_UPLOAD_BYTES)"))
+            continue
+        job = queue.submit("ingest", {"filename": path.name, "id": document_id_for(path.stem), "title": None,
+                                      "collection": collection}, path.read_bytes())
+        jobs[job.id] = str(path)
+    state.files_total = len(jobs)
+    state.current = f"{len(jobs)} jobs queued"
+    if progress:
+        progress(state)
+    pending = dict(jobs)
+    while wait and pending:
+        time.sleep(poll_s)
+        running = []
+        for job_id in list(pending):
+            job = queue.get(job_id)
+            if job is None or job.finished:
+                name = pending.pop(job_id)
+                state.files_done += 1
+                if job is not None and job.state == "done":
+                    result = IngestResult(**job.result)
+                    report.results.append((name, result))
+                    report.workers[job.worker or "?"] = report.workers.get(job.worker or "?", 0) + 1
+                    if result.status in ("added", "replaced"):
+                        state.passages_embedded += result.passages
+                else:
+                    report.skipped.append(Skipped(name, (job.error or {}).get("message", "failed") if job else
+                                                  "the job is gone"))
+            elif job.state == "running":
+                running.append(job.worker or "?")
+        state.current = f"{len(running)} running on {len(set(running))} replica(s)" if running else \
+            f"{len(pending)} queued" if pending else ""
+        if progress:
+            progress(state)
+    report.passages_embedded = state.passages_embedded
+    report.seconds = time.monotonic() - started
+    return report
