@@ -342,3 +342,19 @@ def deck_pptx() -> bytes:
     buf = io.BytesIO()
     deck.save(buf)
     return buf.getvalue()
+
+
+
+def lines_pdf(lines: list[str], size: float = 11) -> bytes:
+    """One page with ``lines`` as the lines of one left-aligned paragraph (Helvetica)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4)
+    c.setFont("Helvetica", size)
+    for k, line in enumerate(lines):
+        c.drawString(72, A4[1] - 100 - k * size * 1.2, line)
+    c.showPage()
+    c.save()
+    return buf.getvalue()

@@ -357,6 +357,8 @@ def _line_break(line: Line, nxt: str) -> tuple[int, str]:
     a, b = prev[-1], nxt[0]
     if a in "-\u00ad" and len(prev) >= 2 and _LETTER.match(prev[-2]) and b.islower():
         return 1, ""
+    if a == "-" and len(prev) >= 2 and prev[-2].isalnum() and b.isalnum():  # 2-/point, COVID-/19: a real hyphen
+        return 0, ""
     if is_cjk(a) or is_cjk(b):
         return 0, ""
     return 0, " "

@@ -37,7 +37,7 @@ from qa.ingest.errors import (
     UnsafeDocumentError,
 )
 from qa.ingest.formats.base import FormatParser, ParseOptions
-from qa.ingest.formats.pages import Line, PageLines, assemble
+from qa.ingest.formats.pages import Line, PageLines, assemble, is_cjk
 from qa.ingest.ocr_pool import run_ocr
 from qa.models import ParsedDocument
 
@@ -49,6 +49,10 @@ _HYPHEN_MARKS = frozenset("\ufffe\x02")
 _DROP = frozenset("\ufeff\x00\u00ad")
 _BOLD_FONT = re.compile(r"bold|black|heavy|semibold|demi", re.I)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_RTL = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")  # Hebrew, Arabic: right to left, left as PDFium gives it
+_CJK_PUNCTUATION = "\u2018\u2019\u201c\u201d\u2014\u2026\u00b7"  # ‘ ’ “ ” — … ·: also Chinese text's punctuation
+_CJK_SIDE = f"[\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef{_CJK_PUNCTUATION}]"
+_CJK_GAP = re.compile(f"{_CJK_SIDE} (?={_CJK_SIDE})|  ")  # a space PDFium may have put in where none belongs
 _JS = re.compile(rb"/(?:JavaScript|JS)(?![A-Za-z0-9])")
 _JUNK_TITLE = re.compile(r"^(?:untitled|microsoft word - .*|.*\.(?:docx?|pdf|pptx?|indd|tex|dvi))$", re.I)
 
@@ -200,30 +204,41 @@ def _line(raw_tp, text: str, a: int, b: int, top: float, left: float, vals, box,
     b = a + len(stripped)
     if not stripped:
         return None
-    if _DROP.isdisjoint(stripped):
-        spans, line_text = [(0, a, b - a)], stripped
-    else:  # leave out the non-text characters, keeping each remaining piece's PDFium index
-        spans, parts, pos, start = [], [], 0, a
-        for k in range(a, b + 1):
-            if k == b or text[k] in _DROP:
-                if k > start:
-                    spans.append((pos, start, k - start))
-                    parts.append(text[start:k])
-                    pos += k - start
-                start = k + 1
-        line_text = "".join(parts)
-        if not line_text.strip():
-            return None
     x0 = y0 = float("inf")
     x1 = y1 = float("-inf")
     refs = [ctypes.byref(v) for v in vals]
+    rects = []
     for k in range(r.FPDFText_CountRects(raw_tp, a, b - a)):
         r.FPDFText_GetRect(raw_tp, k, *refs)
         rl, rt, rr, rb = (v.value for v in vals)
+        rects.append((rl, rr))
         x0, x1 = min(x0, rl), max(x1, rr)
         y0, y1 = min(y0, top - rt), max(y1, top - rb)
     if x0 == float("inf"):
         return None
+    order = None  # PDFium's order of the characters, unless they must be put in reading order
+    if any(rl < prev_r - 1.0 for (_, prev_r), (rl, _) in zip(rects, rects[1:])) and not _RTL.search(stripped):
+        order = _left_to_right(raw_tp, a, b)
+    drop = _dropped(raw_tp, text, a, b, order) if order is not None or not _DROP.isdisjoint(stripped) \
+        or _CJK_GAP.search(stripped) else ()
+    if not drop and order is None:
+        spans, line_text = [(0, a, b - a)], stripped
+    else:  # leave out the non-text characters, keeping each remaining run's PDFium indices
+        spans, parts = [], []
+        pos = 0
+        for k in order if order is not None else range(a, b):
+            if k in drop:
+                continue
+            if spans and spans[-1][1] + spans[-1][2] == k:
+                at, first, n = spans[-1]
+                spans[-1] = (at, first, n + 1)
+            else:
+                spans.append((pos, k, 1))
+            parts.append(text[k])
+            pos += 1
+        line_text = "".join(parts)
+        if not line_text.strip():
+            return None
     sample = a  # the first character: not a space (stripped)
     size = y1 - y0
     if r.FPDFText_GetLooseCharBox(raw_tp, sample, ctypes.byref(box)):
@@ -233,6 +248,52 @@ def _line(raw_tp, text: str, a: int, b: int, top: float, left: float, vals, box,
         n = r.FPDFText_GetFontInfo(raw_tp, sample, font, len(font), None)
         bold = bool(_BOLD_FONT.search(font.raw[:max(n - 1, 0)].decode("latin-1", "replace")))
     return Line(text=line_text, x0=x0 - left, y0=y0, x1=x1 - left, y1=y1, size=size, bold=bold, spans=spans)
+
+
+def _cjk_side(ch: str) -> bool:
+    return is_cjk(ch) or ch in _CJK_PUNCTUATION
+
+
+def _left_to_right(raw_tp, a: int, b: int) -> list[int] | None:
+    """Characters ``a..b`` of one row in the order they stand on it, left to right, when PDFium's order
+    differs (a producer that writes a row in several pieces: LibreOffice draws the Western-font quotes
+    and digits of a Chinese line after its CJK characters); None for text that is not one horizontal row."""
+    import pypdfium2.raw as r
+
+    edges = [ctypes.c_double() for _ in range(4)]
+    refs = [ctypes.byref(v) for v in edges]
+    keys, middles, tallest = [], [], 0.0
+    for k in range(a, b):
+        r.FPDFText_GetCharBox(raw_tp, k, *refs)
+        cl, cr, cb, ct = (v.value for v in edges)
+        keys.append((cl + cr) / 2)
+        if ct > cb:
+            middles.append((cb + ct) / 2)
+            tallest = max(tallest, ct - cb)
+    if not middles or max(middles) - min(middles) > tallest:  # not one row: vertical or scattered text
+        return None
+    return [a + i for i in sorted(range(b - a), key=keys.__getitem__)]
+
+
+def _dropped(raw_tp, text: str, a: int, b: int, order: list[int] | None) -> set[int]:
+    """Characters of ``a..b`` to leave out: non-text marks, and spaces PDFium put in (not in the PDF)
+    between two CJK characters (or the quotes and dashes of Chinese text), next to another space or at a line end, where a
+    producer spaced the glyphs. Chinese has no spaces between words; between CJK and Latin text or digits
+    a space PDFium puts in stays, since it may stand for one the producer did not write out."""
+    import pypdfium2.raw as r
+
+    sequence = order if order is not None else range(a, b)
+    drop = {k for k in sequence if text[k] in _DROP}
+    kept = [k for k in sequence if k not in drop]
+    before = ""  # the last character kept so far
+    for i, k in enumerate(kept):
+        after = text[kept[i + 1]] if i + 1 < len(kept) else ""
+        if text[k] == " " and (not before or not after or before == " " or after == " "
+                               or (_cjk_side(before) and _cjk_side(after))) and r.FPDFText_IsGenerated(raw_tp, k):
+            drop.add(k)
+        else:
+            before = text[k]
+    return drop
 
 
 def _has_drawing(page) -> bool:
