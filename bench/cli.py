@@ -70,17 +70,32 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           matryoshka: Optional[str] = typer.Option(None, help="Instead: qa eval xquad at these dims, e.g. 512,256."),
           formats: bool = typer.Option(False, "--formats", help="Instead: document parsing speed (PDF pages/s, "
                                        "embedding excluded) and OCR speed and character error rate."),
+          parity: bool = typer.Option(False, "--parity", help="Instead: R@1 of the evaluation passages laid out as "
+                                      "DOCX, PDF (LibreOffice) and scans (OCR) next to the same passages as plain text, "
+                                      "and whether cited pages are right."),
+          limit: Optional[int] = typer.Option(None, "--limit", min=1, help="--parity: only the first N XQuAD articles "
+                                              "and N CMRC documents (8 passages each), for a quick run."),
+          ocr: bool = typer.Option(True, "--ocr/--no-ocr", help="--parity: also the scans (OCR: the slow part)."),
           eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/."),
-          eval_limit: Optional[int] = typer.Option(None, help="--matryoshka: only the first N questions per direction."),
+          eval_limit: Optional[int] = typer.Option(None, help="--matryoshka, --parity: only the first N questions per "
+                                                   "direction."),
           output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
           ) -> None:
     """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --scale / --corpus-scale /
-    --matryoshka."""
+    --matryoshka / --formats / --parity."""
     from bench.benchmark import SCALE_VARIANTS, check_scale_variants, run_bench, run_scale, run_truncation, write_json
     from qa.cli import _settings
 
     out = Console(width=160)
-    if formats:
+    if parity:
+        from bench.parity import ToolMissingError, run as run_parity
+        from qa.cli import _fail
+
+        try:
+            run_parity(_settings(None), eval_dir, limit=limit, questions=eval_limit, ocr=ocr, console=out, output=output)
+        except ToolMissingError as exc:
+            _fail(str(exc))
+    elif formats:
         from bench.formats import run as run_formats
 
         write_json(output, {"formats": run_formats(console=out)})

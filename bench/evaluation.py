@@ -175,15 +175,20 @@ def eval_embedder(settings: Settings) -> Embedder:
     return embedder
 
 
+def pools_dir(settings: Settings, embedder: Embedder) -> Path:
+    """Where the cached evaluation corpora of this model (and way of making sentence vectors) live."""
+    safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", embedder.model_id)
+    if settings.sentence_vectors != "contextual":
+        safe_model += "_separate-sentences"
+    return settings.cache_dir / "eval" / POOL_FORMAT / safe_model
+
+
 def build_pool(name: str, passages: list[dict], settings: Settings, console: Console,
                embedder: Embedder | None = None) -> Services:
     """A corpus holding one document per benchmark paragraph (cached per model and pool)."""
     embedder = embedder or eval_embedder(settings)
     if not settings.distributed:  # the distributed backend's pools: a database of their own (distributed_pools)
-        safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", embedder.model_id)
-        if settings.sentence_vectors != "contextual":
-            safe_model += "_separate-sentences"
-        settings = settings.model_copy(update={"data_dir": settings.cache_dir / "eval" / POOL_FORMAT / safe_model / name})
+        settings = settings.model_copy(update={"data_dir": pools_dir(settings, embedder) / name})
     services = build_services(settings.model_copy(update={"seeds_dir": None}), embedder)
     have = services.corpus.store.count_documents()
     if have >= len(passages):
@@ -240,12 +245,15 @@ def _without_dictionary(search: SearchService) -> SearchService:
 
 
 def evaluate_run(run: Run, services: Services, console: Console, collect: list | None = None,
-                 baseline: bool = True) -> RunFigures:
+                 baseline: bool = True, rowid_doc: dict[int, str] | None = None,
+                 tops: list[tuple[Question, int | None]] | None = None) -> RunFigures:
     """Rank every question of ``run``; ``collect`` receives (features, answerable, direction, run name) for
-    calibration. ``baseline``: also rank with the dictionary leg off (the "no dictionary" leg; twice the work)."""
+    calibration. ``baseline``: also rank with the dictionary leg off (the "no dictionary" leg; twice the work).
+    ``rowid_doc``: the gold id each passage stands for (default: its document id); ``tops`` receives each
+    question with the rowid of its first result."""
     search = services.search
     plain = _without_dictionary(search) if baseline else None
-    rowid_doc = _doc_of_rowids(services)
+    rowid_doc = rowid_doc if rowid_doc is not None else _doc_of_rowids(services)
     flt = SearchFilter(DEFAULT_COLLECTION, lang=run.target_lang)
     ranks: dict[str, list[int | None]] = {leg: [] for leg in LEGS}
     in_evidence = 0
@@ -274,6 +282,8 @@ def evaluate_run(run: Run, services: Services, console: Console, collect: list |
             for leg, order in orders.items():
                 docs = _rank_docs(order, rowid_doc)
                 ranks[leg].append(next((j for j, d in enumerate(docs) if d in q.gold), None))
+            if tops is not None:
+                tops.append((q, ranked[0][0] if ranked else None))
             confident = bool(ranked) and search.answerable(ranking)[1]
             unanswerable += not confident
             if collect is not None and ranked:

@@ -8,7 +8,9 @@
 #   3. EmbeddingGemma-300m through `qa models fetch` (downloads once, then only verifies: fast);
 #   4. Debian's tesseract-ocr with eng, chi_sim and chi_tra data and fonts-wqy-microhei, when missing
 #      (OCR of scanned pages; the font renders Chinese PDFs);
-#   5. with --browser: Debian's chromium, chromium-driver and fonts-wqy-microhei, when missing.
+#   5. with --browser: Debian's chromium, chromium-driver and fonts-wqy-microhei, when missing;
+#   6. with --office: Debian's libreoffice-writer-nogui (headless LibreOffice, about 263 MB), when missing:
+#      `qa bench --parity` and its test lay the evaluation passages out as PDFs with it.
 #
 # Environment: PYTHON (interpreter to create the venv with; default python3.11, else python3).
 set -euo pipefail
@@ -18,12 +20,14 @@ ROOT=$PWD
 VENV=$ROOT/.venv
 STAMP=$VENV/.qa-setup-stamp
 BROWSER=0
+OFFICE=0
 
 for arg in "$@"; do
   case "$arg" in
     --browser) BROWSER=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown argument $arg (known: --browser)" >&2; exit 2 ;;
+    --office) OFFICE=1 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument $arg (known: --browser, --office)" >&2; exit 2 ;;
   esac
 done
 
@@ -144,6 +148,17 @@ if [ "$BROWSER" = 1 ]; then
   else
     note "installing ${missing[*]}"
     apt_install "${missing[@]}"
+  fi
+fi
+
+# --------------------------------------------------------------------------------- 6. LibreOffice
+if [ "$OFFICE" = 1 ]; then
+  step "LibreOffice Writer, headless (qa bench --parity: DOCX to PDF)"
+  if command -v soffice >/dev/null 2>&1; then
+    note "present: $(soffice --version 2>/dev/null | head -1)"
+  else
+    note "installing libreoffice-writer-nogui (about 263 MB)"
+    apt_install --no-install-recommends libreoffice-writer-nogui
   fi
 fi
 
