@@ -11,7 +11,9 @@ The lexical leg is BM25 (k1 = 1.2, b = 0.75, the Lucene form the embedded index 
 own tokens (jieba words for Chinese): each passage is a sparse vector of its tokens' BM25 document
 weights (token ids are a stable 32-bit hash; the average length is the one when it was written),
 the query a sparse vector of IDF weights, so Milvus returns candidates by inner product; the best
-``rescore_depth`` of them are then scored exactly from their tokens and the current statistics,
+``rescore_depth`` of them (100, or ``k`` when more are asked; only the average length differs
+between Milvus's order and the exact one, so the exact top 50 lies among them) are then scored
+exactly from their tokens and the current statistics (read in one statement),
 which PostgreSQL keeps per collection and language (:mod:`qa.index.pg_term_stats`, updated
 idempotently before each Milvus write). Milvus's own BM25 function is not used: its statistics span
 the whole Milvus collection, not one qa collection and language, and lite cannot tokenise with jieba.
@@ -362,7 +364,7 @@ class MilvusLexicalIndex(_MilvusIndex, LexicalIndex):
 
     kind = "lexical"
 
-    def __init__(self, connection: MilvusConnection, statistics: PostgresTermStats, rescore_depth: int = 200):
+    def __init__(self, connection: MilvusConnection, statistics: PostgresTermStats, rescore_depth: int = 100):
         self.statistics = statistics
         self.rescore_depth = rescore_depth
         super().__init__(connection, {})
@@ -439,11 +441,13 @@ class MilvusLexicalIndex(_MilvusIndex, LexicalIndex):
         hits = self._search([query], "terms", max(k, self.rescore_depth), filter_expression(flt, lang), ["tokens"])
         average = total / documents
         scored = []
-        for hit in hits:
+        for hit in hits:  # exact BM25 of the query's terms (list.count: no Counter of the passage's every token)
             passage_tokens = json.loads(hit["entity"]["tokens"])
-            counts = Counter(passage_tokens)
-            score = sum(w * float(bm25_weight(counts[t], len(passage_tokens), average))
-                        for t, w in weights.items() if counts[t])
+            length = len(passage_tokens)
+            score = 0.0
+            for t, w in weights.items():
+                if tf := passage_tokens.count(t):
+                    score += w * bm25_weight(tf, length, average)
             if score > 0:
                 scored.append((score, int(hit["id"])))
         scored.sort(key=lambda s: (-s[0], s[1]))

@@ -90,19 +90,15 @@ class PostgresTermStats:
 
     # --- reads ---------------------------------------------------------------------------------------
     def statistics(self, collection: str, lang: str, tokens: Sequence[str]) -> tuple[int, int, list[int]]:
-        """(passages of ``lang`` in ``collection``, their total token count, each token's document frequency)."""
-        with self.db.tx() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # both reads from one snapshot
-            cur.execute(f"SELECT passages, tokens FROM {self.lang} WHERE collection = %s AND lang = %s",
-                        (collection, lang))
-            row = cur.fetchone()
-            df: dict[str, int] = {}
-            if tokens:
-                cur.execute(f"SELECT token, df FROM {self.df} WHERE collection = %s AND lang = %s AND token = ANY(%s)",
-                            (collection, lang, sorted(set(tokens))))
-                df = dict(cur.fetchall())
-        passages, total = row if row else (0, 0)
-        return int(passages), int(total), [int(df.get(t, 0)) for t in tokens]
+        """(passages of ``lang`` in ``collection``, their total token count, each token's document frequency),
+        read in one statement (one snapshot, one round trip: this is on every lexical search)."""
+        passages, total, df = self.db.read_one(
+            f"SELECT l.passages, l.tokens, (SELECT json_object_agg(d.token, d.df) FROM {self.df} d"
+            f" WHERE d.collection = %(c)s AND d.lang = %(l)s AND d.token = ANY(%(t)s))"
+            f" FROM (VALUES (1)) AS one LEFT JOIN {self.lang} l ON l.collection = %(c)s AND l.lang = %(l)s",
+            {"c": collection, "l": lang, "t": sorted(set(tokens))})
+        df = df or {}
+        return int(passages or 0), int(total or 0), [int(df.get(t, 0)) for t in tokens]
 
     def count(self, collection: str | None = None) -> int:
         if collection is None:

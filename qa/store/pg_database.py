@@ -54,18 +54,33 @@ class PostgresDatabase:
             ) from None
 
     @contextmanager
-    def tx(self) -> Iterator:
-        """A cursor inside one transaction (committed on success, rolled back on error)."""
+    def _connection(self) -> Iterator:
+        """A pooled connection; a server that cannot be reached or heard becomes StoreUnavailableError."""
         psycopg = self._psycopg
         from psycopg_pool import PoolTimeout
 
         try:
             with self.pool.connection(timeout=self.timeout_s) as conn:
-                with conn.transaction(), conn.cursor() as cur:
-                    yield cur
+                yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StoreUnavailableError(f"PostgreSQL at {self.address} is unavailable: {first_line}") from None
+
+    @contextmanager
+    def tx(self) -> Iterator:
+        """A cursor inside one transaction (committed on success, rolled back on error)."""
+        with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    def read_one(self, sql: str, params: Sequence = ()) -> tuple | None:
+        """One read-only statement outside a transaction block (one round trip instead of BEGIN, the
+        statement and COMMIT; a single statement reads one snapshot anyway): for reads on the search path."""
+        with self._connection() as conn:
+            conn.autocommit = True  # a client-side switch: nothing is sent
+            try:
+                return conn.execute(sql, params).fetchone()
+            finally:
+                conn.autocommit = False
 
     def ensure_schema(self, probe_table: str, schema: str, lock_key: int) -> None:
         """Create the tables unless ``probe_table`` exists (the last one the schema creates), one
