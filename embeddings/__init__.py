@@ -13,6 +13,7 @@ from .base import Embedder
 from .batching import MicroBatchingEmbedder
 from .cache import CachedEmbedder, EmbeddingCache
 from .fetch import ModelVerificationError, fetch_embeddinggemma, installed_embeddinggemma, verify_model_folder
+from .passes import pass_token_budget
 
 if TYPE_CHECKING:
     from qa.settings import Settings
@@ -75,7 +76,7 @@ def embedder_for_mode(folder: Path, quantize: str, *, dim: int | None = None, ba
 
 def create_embedder(settings: Settings | None = None) -> Embedder:
     """The embedder ``settings.embedder`` names (run as ``settings.quantize`` says), wrapped in the
-    question micro-batcher (``settings.micro_batching``) and then in the passage/question cache.
+    micro-batcher of questions and passages (``settings.micro_batching``) and then in the passage/question cache.
 
     Raises :class:`ModelNotInstalledError` when the model folder is absent and
     :class:`ModelVerificationError` when the installed EmbeddingGemma does not match its checksums.
@@ -99,5 +100,6 @@ def create_embedder(settings: Settings | None = None) -> Embedder:
     if settings.micro_batching:
         # Inside the cache: cached questions return at once and never wait for a batch.
         inner = MicroBatchingEmbedder(inner, max_wait_ms=settings.micro_batch_wait_ms,
-                                      max_batch=settings.micro_batch_max)
+                                      max_batch=settings.micro_batch_max,
+                                      pass_tokens=pass_token_budget(settings.embed_batch_size))
     return CachedEmbedder(inner, EmbeddingCache(settings.embedding_cache_path), batch_size=settings.embed_batch_size)

@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS vectors (
 ) WITHOUT ROWID
 """
 _MAX_PARAMS = 500  # keys per SELECT, well under SQLite's parameter limit
+# Passages handed to the model at once: enough for well-filled passes, few enough that progress is
+# reported (and an abandoned upload stops) every few seconds of model time.
+CHUNK_TEXTS = 64
 
 
 def _text_key(text: str) -> bytes:
@@ -152,20 +155,24 @@ def normalise_query(text: str) -> str:
 class CachedEmbedder(WrappingEmbedder):
     """Wraps an embedder so passages already embedded (by any process) are never encoded again.
 
-    Passages: looked up in the :class:`EmbeddingCache`; the missing ones are encoded in batches of
-    ``batch_size`` (longest first, so each batch pads little), and each batch is stored as soon as
-    it is done, so an interrupted run keeps its work. Questions: a thread-safe in-memory LRU of
+    Passages: looked up in the :class:`EmbeddingCache`; the missing ones are sorted by token length
+    (longest first) and handed to the model in chunks of at most ``chunk_texts``, within which the model
+    (or the micro-batcher, together with other callers' chunks) plans its forward passes so that they pad
+    little (:mod:`embeddings.passes`); each chunk is stored as soon as it is done, so an interrupted run
+    keeps its work. Questions: a thread-safe in-memory LRU of
     ``query_cache_size`` entries keyed by the normalised question (see :func:`normalise_query`).
 
     Progress: set the attribute ``on_progress`` to a callable ``(done, total)``; during
-    ``encode_passages`` it is called once with the cache hits and then after every batch, where
+    ``encode_passages`` it is called once with the cache hits and then after every chunk, where
     ``total`` is the number of texts passed and ``done`` counts those that have a vector.
     """
 
-    def __init__(self, inner: Embedder, cache: EmbeddingCache, batch_size: int = 8, query_cache_size: int = 4096):
+    def __init__(self, inner: Embedder, cache: EmbeddingCache, batch_size: int = 8, query_cache_size: int = 4096,
+                 chunk_texts: int = CHUNK_TEXTS):
         self.inner = inner
         self.cache = cache
-        self.batch_size = max(1, batch_size)
+        self.batch_size = max(1, batch_size)  # passages pooled from their passage's pass: per model call
+        self.chunk_texts = max(1, chunk_texts)
         self.on_progress: Callable[[int, int], None] | None = None
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_size = query_cache_size
@@ -196,9 +203,10 @@ class CachedEmbedder(WrappingEmbedder):
         self._fill_from_full_size(model_id, missing, out)
         done = len(texts) - sum(len(rows) for rows in missing.values())
         self._report(done, len(texts))
-        length = lambda key: len(texts[missing[key][0]])  # noqa: E731 - the text behind a cache key
-        todo = sorted(missing, key=length, reverse=True)
-        for batch in _length_batches(todo, self.batch_size, key=length):
+        tokens = {key: self.count_tokens(texts[rows[0]]) for key, rows in missing.items()}
+        todo = sorted(missing, key=tokens.__getitem__, reverse=True)
+        for start in range(0, len(todo), self.chunk_texts):  # the model plans its passes within a chunk
+            batch = todo[start : start + self.chunk_texts]
             first = [missing[key][0] for key in batch]
             vectors = self._checked(self.inner.encode_passages([texts[i] for i in first], [titles[i] for i in first]),
                                     len(batch))

@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import QUERY_BATCH_SIZE, LocalModelEmbedder, Titles, titled_prompt
+from .base import LocalModelEmbedder, Titles, titled_prompt
 from .fetch import folder_digests
+from .passes import pass_token_budget, plan_passes
 
 _XML = "model.xml"
 
@@ -131,10 +132,17 @@ class SentencePieceTokenizer:
         """Tokens of ``text`` alone (no special tokens)."""
         return len(self._sp.encode(text))
 
+    def rows(self, texts: Sequence[str]) -> list[list[int]]:
+        """The ids of each text with the special tokens, cut to ``max_length`` tokens in all."""
+        room = self.max_length - len(self._head) - len(self._tail)
+        return [self._head + ids[:room] + self._tail for ids in self._sp.encode(list(texts))]
+
     def batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` int64 arrays, each text cut to ``max_length`` tokens in all."""
-        room = self.max_length - len(self._head) - len(self._tail)
-        rows = [self._head + ids[:room] + self._tail for ids in self._sp.encode(list(texts))]
+        return self.pad(self.rows(texts))
+
+    def pad(self, rows: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """``rows`` right-padded into ``(input_ids, attention_mask)`` int64 arrays."""
         width = max(len(r) for r in rows)
         ids = np.full((len(rows), width), self._pad, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -169,32 +177,33 @@ class OpenVinoEmbedder(LocalModelEmbedder):
         self._output = compiled.output(0)
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()  # one inference at a time on the one request
-        self._batch_size = max(1, batch_size)
+        self._pass_tokens = pass_token_budget(batch_size)  # padded tokens per forward pass
         self._identify(folder.name, digest, int(self._infer(["dimension probe"]).shape[1]), dim, "/openvino")
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         # Questions are short: a micro-batch of them goes through in one forward pass.
-        return self._encode([self._query_prompt + text for text in texts], max(self._batch_size, QUERY_BATCH_SIZE))
+        return self._encode([self._query_prompt + text for text in texts])
 
     def encode_passages(self, texts: Sequence[str], titles: Titles = None) -> np.ndarray:
         titles = titles if titles is not None else [None] * len(texts)
-        return self._encode([titled_prompt(self._passage_prompt, title) + text for text, title in zip(texts, titles)],
-                            self._batch_size)
+        return self._encode([titled_prompt(self._passage_prompt, title) + text for text, title in zip(texts, titles)])
 
     def count_tokens(self, text: str) -> int:
         return self._tokenizer.count(text)
 
-    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """Normalised vectors of ``texts`` (prompts included), sorted by length and padded per batch."""
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Normalised vectors of ``texts`` (prompts included), in forward passes planned from their token
+        lengths (:func:`~embeddings.passes.plan_passes`: little padding, few passes)."""
         out = np.zeros((len(texts), self._full), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            out[batch] = self._infer([texts[i] for i in batch])
+        rows = self._tokenizer.rows(texts)
+        for batch in plan_passes([len(r) for r in rows], max_tokens=self._pass_tokens):
+            out[batch] = self._infer_ids(*self._tokenizer.pad([rows[i] for i in batch]))
         return self._truncated(out)
 
     def _infer(self, texts: list[str]) -> np.ndarray:
-        ids, mask = self._tokenizer.batch(texts)
+        return self._infer_ids(*self._tokenizer.batch(texts))
+
+    def _infer_ids(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with self._lock:
             result = self._request.infer({0: ids, 1: mask})
             return np.array(result[self._output], dtype=np.float32)  # a copy: the request reuses its buffer

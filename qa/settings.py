@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(
         None, description="A local sentence-transformers folder; default: the verified EmbeddingGemma-300m in cache_dir."
     )
-    embed_batch_size: int = 8
+    embed_batch_size: int = Field(8, ge=1, description="Texts of the longest input (512 tokens) in one forward pass "
+                                  "of the model: a pass holds at most this many times 512 padded tokens, shorter texts "
+                                  "more of them (planned by token length, embeddings/passes.py).")
     torch_threads: int = Field(2, description="CPU threads one forward pass of the embedding model may use "
                                "(OpenVINO's or torch's).")
     embedding_dim: int | None = Field(None, description="Matryoshka truncation (e.g. 512, 256); None keeps the full size.")
@@ -46,7 +48,8 @@ class Settings(BaseSettings):
         "sentence on its own (about half the ingest speed, best quality); contextual pools them from the "
         "passage's own forward pass (ingest as fast as passages alone; lower R@1 across languages and evidence "
         "rate, see docs/quality.md).")
-    micro_batching: bool = Field(True, description="Encode concurrent questions together in one forward pass.")
+    micro_batching: bool = Field(True, description="Encode concurrent questions together in one forward pass, and "
+                                 "the passages of concurrent uploads together in passes planned by token length.")
     micro_batch_wait_ms: float = Field(5.0, description="How long a micro-batch waits for more questions.")
     micro_batch_max: int = Field(32, description="Most questions in one micro-batch.")
     faiss_threads: int = Field(1, description="OpenMP threads of a FAISS search (1: requests parallelise instead).")
@@ -136,7 +139,7 @@ class Settings(BaseSettings):
     keep_alive_s: int = Field(5, ge=1, description="An idle kept-alive connection is closed after this many seconds.")
     shutdown_timeout_s: int = Field(10, ge=1, description="On SIGTERM, requests in flight get this many seconds "
                                     "before they are cancelled; writes not yet committed are abandoned at once.")
-    max_concurrent_ingests: int = Field(4, ge=1, description="Document uploads processed at once; one more gets "
+    max_concurrent_ingests: int = Field(8, ge=1, description="Document uploads processed at once; one more gets "
                                         "503 with Retry-After.")
     max_document_passages: int = Field(20_000, ge=1, description="Most passages one document may make (422 "
                                        "otherwise: split it).")

@@ -1,10 +1,13 @@
-"""Micro-batching of question encoding (real USE-m model) and the int8 and bf16 EmbeddingGemma (slow)."""
+"""Micro-batching of question and passage encoding (real USE-m model), forward passes planned by token length,
+and the int8, bf16 and OpenVINO EmbeddingGemma (slow)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -41,19 +44,24 @@ class RecordingUseM(UseMEmbedder):
         super().__init__()
         self.slow_s = slow_s
         self.batch_sizes: list[int] = []
+        self.passes: list[list[str]] = []  # the texts of every encode_passages call
         self.fail_next = False
         self.entered = threading.Event()
         self._record = threading.Lock()
         self.threads: set[str] = set()  # names of the threads that ran forward passes
 
     def encode_passages(self, texts, titles=None):
-        with self._record:
-            self.threads.add(threading.current_thread().name)
+        self._forward(self.passes, list(texts))
         return super().encode_passages(texts, titles)
 
     def encode_queries(self, texts):
+        self._forward(self.batch_sizes, len(texts))
+        return super().encode_queries(texts)
+
+    def _forward(self, record: list, entry) -> None:
+        """Record a forward call, take ``slow_s`` over it, and raise if ``fail_next`` says so."""
         with self._record:
-            self.batch_sizes.append(len(texts))
+            record.append(entry)
             self.threads.add(threading.current_thread().name)
             fail, self.fail_next = self.fail_next, False
         self.entered.set()
@@ -61,7 +69,6 @@ class RecordingUseM(UseMEmbedder):
             time.sleep(self.slow_s)
         if fail:
             raise RuntimeError("inner encoder failed")
-        return super().encode_queries(texts)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +81,7 @@ def model() -> RecordingUseM:
 def inner(model: RecordingUseM) -> RecordingUseM:
     model.slow_s, model.fail_next = 0.0, False
     model.batch_sizes.clear()
+    model.passes.clear()
     model.threads.clear()
     model.entered.clear()
     return model
@@ -226,16 +234,135 @@ def test_every_forward_pass_runs_on_the_one_worker_thread(inner, reference):
         batcher.close()
 
 
-def test_passages_and_big_calls_go_straight_through(inner):
+def test_lone_passages_and_big_calls_go_straight_through(inner):
     batcher = MicroBatchingEmbedder(inner, max_batch=4)
     try:
         assert batcher.encode_passages(QUESTIONS[:3]).shape == (3, 512)
         assert batcher.encode_queries(QUESTIONS[:6]).shape == (6, 512)
         assert batcher.encode_queries([]).shape == (0, 512)
+        assert batcher.encode_passages([]).shape == (0, 512)
         assert inner.batch_sizes == [6] and batcher.stats.batches == 0
+        assert batcher.stats.passage_rounds == 1 and batcher.stats.largest_round == 1
         assert batcher.model_id == "use-m-v3" and batcher.dimension == 512
     finally:
         batcher.close()
+
+
+# A document's passages: one paragraph and its sentences (short and long, Chinese and English).
+DOCUMENTS = [
+    [f"Paragraph {d}: " + " ".join(QUESTIONS[(d + k) % 16] for k in range(d % 5 + 1))]
+    + [QUESTIONS[(d + k) % 16] for k in range(d % 5 + 1)]
+    for d in range(8)
+]
+
+
+@contextmanager
+def _batching(inner: RecordingUseM, **kw) -> Iterator[MicroBatchingEmbedder]:
+    batcher = MicroBatchingEmbedder(inner, **kw)
+    try:
+        yield batcher
+    finally:
+        batcher.close()
+
+
+def _occupied(batcher: MicroBatchingEmbedder, inner: RecordingUseM) -> threading.Thread:
+    """A passage call that holds the model (for ``inner.slow_s``) while the test queues more behind it."""
+    first = threading.Thread(target=batcher.encode_passages, args=(["occupies the model"],))
+    first.start()
+    assert inner.entered.wait(5)
+    return first
+
+
+def test_concurrent_passage_callers_share_rounds_and_get_their_own_rows(inner):
+    reference = [UseMEmbedder.encode_passages(inner, doc, [f"title {d}"] * len(doc)) for d, doc in enumerate(DOCUMENTS)]
+    inner.slow_s = 0.05  # each forward pass takes a while: the callers that arrive meanwhile wait together
+    with _batching(inner, max_wait_ms=5) as batcher:
+        got = _concurrently(lambda d: batcher.encode_passages(DOCUMENTS[d], [f"title {d}"] * len(DOCUMENTS[d])),
+                            range(8), threads=8)
+        for d, (rows, want) in enumerate(zip(got, reference)):
+            assert rows.shape == (len(DOCUMENTS[d]), 512) and rows.dtype == np.float32
+            assert np.allclose(rows, want, atol=1e-5), d
+        stats = batcher.stats
+        assert stats.passage_requests == 8
+        assert stats.passage_rounds < 8 and stats.largest_round > 1  # callers really were taken together
+        # Identical (title, text) pairs are encoded once; the same text under another title is not the same.
+        assert sum(len(p) for p in inner.passes) == stats.passage_texts == sum(len(set(doc)) for doc in DOCUMENTS)
+        assert stats.passage_passes == len(inner.passes)
+
+
+def test_a_round_sorts_the_texts_of_all_callers_by_length(inner):
+    """Eight callers with one long and one short text each: the round pads far less than their own passes
+    would, because the long texts go together and the short ones together."""
+    long_text = " ".join(QUESTIONS)  # about 200 tokens
+    inner.slow_s = 0.2
+    with _batching(inner, max_wait_ms=5) as batcher:
+        first = _occupied(batcher, inner)
+        _concurrently(lambda i: batcher.encode_passages([f"{long_text} {i}", QUESTIONS[i]]), range(8), threads=8)
+        first.join(10)
+        assert batcher.stats.largest_round == 8
+        round_passes = inner.passes[1:]
+        for texts in round_passes:  # no pass mixes a long text with a short one
+            lengths = [inner.count_tokens(t) for t in texts]
+            assert max(lengths) <= 2 * min(lengths), texts
+        assert max(len(p) for p in round_passes) > 2  # and the passes are wider than one caller's two texts
+
+
+def test_questions_take_turns_with_the_passes_of_a_round(inner):
+    inner.slow_s = 0.1
+    # 24 texts of very different lengths: a round of several passes.
+    texts = [" ".join(QUESTIONS[: 1 + i % 16]) + f" {i}" for i in range(24)]
+    with _batching(inner, max_wait_ms=1) as batcher:
+        upload = threading.Thread(target=batcher.encode_passages, args=(texts,))
+        upload.start()
+        assert inner.entered.wait(5)
+        t0 = time.perf_counter()
+        batcher.encode_queries(["a question asked while the upload runs"])
+        waited = time.perf_counter() - t0
+        upload.join(30)
+        assert batcher.stats.passage_passes > 2
+        # The question waited for the pass in flight, not for the whole round.
+        assert waited < (batcher.stats.passage_passes - 1) * inner.slow_s, waited
+
+
+def test_an_error_in_a_round_reaches_its_callers_and_the_next_round_works(inner):
+    inner.slow_s = 0.2
+    with _batching(inner, max_wait_ms=5) as batcher:
+        first = _occupied(batcher, inner)
+        with inner._record:
+            inner.fail_next = True  # the round of the four callers below fails
+        outcomes = _concurrently(lambda i: _outcome(batcher.encode_passages, [QUESTIONS[i]]), range(4), threads=4)
+        first.join(10)
+        assert all(isinstance(o, RuntimeError) and "inner encoder failed" in str(o) for o in outcomes), outcomes
+        inner.slow_s = 0.0
+        assert batcher.encode_passages(QUESTIONS[:2]).shape == (2, 512)
+
+
+def _outcome(fn, *args):
+    try:
+        return fn(*args)
+    except RuntimeError as exc:
+        return exc
+
+
+def test_plan_passes_pads_little_and_respects_its_caps():
+    from embeddings.passes import padded_tokens, plan_passes
+
+    rng = np.random.default_rng(7)
+    lengths = [int(x) for x in rng.integers(8, 400, size=300)]
+    passes = plan_passes(lengths, max_tokens=4096, max_texts=64)
+    assert sorted(i for p in passes for i in p) == list(range(300))  # every text once
+    assert all(len(p) <= 64 and len(p) * max(lengths[i] for i in p) <= 4096 for p in passes)
+    # Against fixed batches of 8 in the order given, and of 8 sorted by length.
+    in_order = [list(range(i, min(i + 8, 300))) for i in range(0, 300, 8)]
+    by_length = sorted(range(300), key=lambda i: -lengths[i])
+    sorted_eights = [by_length[i:i + 8] for i in range(0, 300, 8)]
+    planned = padded_tokens(lengths, passes)
+    assert planned < 1.05 * sum(lengths)  # within 5 % of the real tokens
+    assert planned < padded_tokens(lengths, sorted_eights) < padded_tokens(lengths, in_order)
+    # Short texts go many to a pass (the fixed cost of a pass is paid once), a text over the cap alone.
+    assert len(plan_passes([12] * 64, max_tokens=4096)) == 1
+    assert plan_passes([5000, 10], max_tokens=4096) == [[0], [1]]
+    assert plan_passes([], max_tokens=4096) == []
 
 
 def test_closed_batcher_refuses_calls(inner):

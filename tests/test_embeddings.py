@@ -115,9 +115,9 @@ def test_passage_cache_persists_across_instances(counting, tmp_path):
     assert reopened.cache.get_many("another-model", PASSAGES) == [None, None, None]
 
 
-def test_passages_are_batched_longest_first_with_progress(counting, tmp_path):
+def test_passages_go_to_the_model_in_chunks_longest_first_with_progress(counting, tmp_path):
     texts = [f"passage number {i} " + "word " * i for i in range(7)]
-    embedder = _cached(counting, tmp_path, batch_size=3)
+    embedder = _cached(counting, tmp_path, chunk_texts=3)
     embedder.encode_passages(texts[:2])
     seen = []
     embedder.on_progress = lambda done, total: seen.append((done, total))

@@ -60,3 +60,47 @@ def test_request_id_is_echoed_or_made_and_logged(fast_server: QAServer):
     made = fast_server.client.post("/v1/search", json={"query": "上海"}).headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", made)
     assert any(made in line and '"POST /v1/search" 200' in line for line in fast_server.log_text().splitlines())
+
+
+def test_concurrent_single_document_uploads_share_rounds_of_the_model(fast_server: QAServer):
+    """Eight clients posting one document each at the same moment: their passages and sentences are encoded
+    in shared rounds (/metrics: a round served several uploads), and every upload is stored whole."""
+    import threading
+    import uuid
+
+    import httpx
+
+    client, name = fast_server.client, "coalesced-uploads"
+    assert client.post("/v1/collections", json={"name": name}).status_code == 201
+    before = _metrics(fast_server)
+    run = uuid.uuid4().hex[:8]  # text no embedding cache holds (the test server shares the user's cache)
+    documents = [{"id": f"up-{r}-{c}", "title": f"Harbour log {r}-{c}",
+                  "text": "\n\n".join(f"Ship {run}-{r}-{c}-{k} reached the harbour on day {k}. It carried {k * 7} "
+                                      f"crates of tea. 第{k}号船在第{c}天到港，运来{k + r}箱茶叶。" for k in range(12))}
+                 for r in range(3) for c in range(8)]
+    statuses: list[int] = []
+    try:
+        for r in range(3):
+            barrier = threading.Barrier(8)
+
+            def post(doc: dict) -> None:
+                with httpx.Client(base_url=fast_server.base_url, timeout=120) as own:
+                    barrier.wait()
+                    statuses.append(own.post(f"/v1/documents?collection={name}", json=doc).status_code)
+
+            threads = [threading.Thread(target=post, args=(doc,)) for doc in documents[r * 8:(r + 1) * 8]]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+        assert statuses == [201] * 24, statuses  # eight at once are admitted (QA_MAX_CONCURRENT_INGESTS)
+        after = _metrics(fast_server)
+        rounds = _value(after, "qa_model_passage_rounds_total") - _value(before, "qa_model_passage_rounds_total")
+        requests = _value(after, "qa_model_passage_requests_total") - _value(before, "qa_model_passage_requests_total")
+        assert requests >= 24 and rounds < requests, (rounds, requests)
+        assert _value(after, "qa_model_largest_round") > 1
+        for doc in documents:
+            got = client.get(f"/v1/documents/{doc['id']}", params={"collection": name})
+            assert got.status_code == 200 and got.json()["passages"] == 12, got.text[:300]
+    finally:
+        client.delete(f"/v1/collections/{name}")

@@ -57,10 +57,20 @@ class ServiceCollector:
             yield CounterMetricFamily("qa_model_batches", "Micro-batches of questions encoded.", value=stats.batches)
             yield CounterMetricFamily("qa_model_batched_texts", "Questions encoded in micro-batches.",
                                       value=stats.batched_texts)
-            yield CounterMetricFamily("qa_model_direct_calls", "Encoder calls run on their own (passages, lone "
-                                      "questions).", value=stats.direct)
+            yield CounterMetricFamily("qa_model_direct_calls", "Encoder calls run on their own (lone questions, "
+                                      "big calls).", value=stats.direct)
             yield GaugeMetricFamily("qa_model_largest_batch", "Most questions in one micro-batch so far.",
                                     value=stats.largest_batch)
+            yield CounterMetricFamily("qa_model_passage_rounds", "Rounds of passage encoding (the passages of the "
+                                      "uploads waiting for the model, taken together).", value=stats.passage_rounds)
+            yield CounterMetricFamily("qa_model_passage_requests", "Passage requests (upload chunks) those rounds "
+                                      "served.", value=stats.passage_requests)
+            yield CounterMetricFamily("qa_model_passage_passes", "Forward passes of passages.",
+                                      value=stats.passage_passes)
+            yield CounterMetricFamily("qa_model_passage_texts", "Distinct passages and sentences encoded in rounds.",
+                                      value=stats.passage_texts)
+            yield GaugeMetricFamily("qa_model_largest_round", "Most passage requests in one round so far.",
+                                    value=stats.largest_round)
 
 
 def _micro_batcher(embedder):
