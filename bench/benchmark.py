@@ -1,11 +1,12 @@
 """``qa bench``: the service's benchmark, run over HTTP against real servers on 127.0.0.1.
 
-Three parts:
+Four parts:
 
 * **HTTP** (``run_bench``): starts ``qa serve`` as a subprocess on a free loopback port with a fresh
   data folder and measures start-up to ready (``/healthz``), ingest throughput on text that is in no
   embedding cache (a separate server whose ``QA_CACHE_DIR`` is an empty temp folder with a ``models``
-  link to the real model folder), warm single-client search latency (p50/p95/p99) on distinct XQuAD
+  link to the real model folder; through the batch endpoint, and again on another such server with one
+  ``POST /v1/documents`` per document from 8 concurrent clients), warm single-client search latency (p50/p95/p99) on distinct XQuAD
   questions, questions/s and p99 under 8 and 32 concurrent clients (a bounded asyncio + httpx load
   generator: fixed duration, request cap, stops by itself), errors, and the server's memory (VmRSS
   after warm-up and at the end, VmHWM = peak). With ``peers`` the same is measured, alternating in
@@ -15,6 +16,8 @@ Three parts:
   ones before it is measured). Every qa figure is also given as a ratio to the best peer. The peers with
   dependencies of their own are installed into virtualenvs under ``~/.cache/qa/peers`` first.
   The machine's CPU and its features (AVX2, AVX-512, VNNI, bf16, AMX) are printed with the table.
+* **Ingest** (``run_ingest``): the ingest figures alone, the batch endpoint against one POST per
+  document from 8 clients, alternating on fresh servers for several rounds.
 * **Scale** (``run_scale``): N clustered synthetic unit vectors built into the service's own
   :class:`~bench.hnsw_index.VectorIndex` (the single-FAISS-index design the service used before its per-collection dense index) approximate path (HNSW, optionally HNSW+SQ8), without the
   model: build time, resident memory of the index, single-threaded search latency and recall@10
@@ -162,6 +165,14 @@ def proc_memory_mib(pid: int) -> dict[str, float]:
     except OSError:
         pass
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has used so far, user + system, its exited threads included (``/proc/<pid>/stat``,
+    in clock ticks: one reading is coarse, the mean of many differences is not). Differences give what
+    requests cost the server, which the shared machine's load does not inflate the way it inflates wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class StartupFailed(RuntimeError):
@@ -533,6 +544,36 @@ class QaSystem(System):
             r = http.post(self.url + "/v1/documents/batch", json={"documents": batch}, timeout=600)
             r.raise_for_status()
 
+    def ingest_each(self, docs: Sequence[dict], clients: int) -> dict:
+        """``docs`` added by ``clients`` concurrent clients, each posting one document at a time to
+        ``POST /v1/documents`` (a 503 is retried after a short pause and counted)."""
+        import threading
+
+        import httpx
+
+        todo, lock, busy = list(reversed(docs)), threading.Lock(), [0]
+
+        def client() -> None:
+            with httpx.Client(trust_env=False, timeout=600) as http:
+                while True:
+                    with lock:
+                        if not todo:
+                            return
+                        d = todo.pop()
+                    body = {"id": d["id"], "title": d["title"], "text": d["text"]}
+                    while (r := http.post(self.url + "/v1/documents", json=body)).status_code == 503:
+                        with lock:
+                            busy[0] += 1
+                        time.sleep(0.05)
+                    r.raise_for_status()
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(clients) as pool:
+            for done in [pool.submit(client) for _ in range(clients)]:
+                done.result()
+        return {"clients": clients, "busy_503": busy[0]}
+
     async def search(self, client, question: str, k: int = 5) -> list[str]:
         r = await client.post(self.url + "/v1/search", json={"query": question, "top_k": k})
         r.raise_for_status()
@@ -589,6 +630,80 @@ def _child_env(**extra: str) -> dict[str, str]:
 
 
 FIRST_STAGE = "qa-first-stage"  # bench label of qa with the second stage turned off
+
+
+def empty_cache_dir(tmp: Path, settings: Settings, label: str) -> Path:
+    """A new cache folder in ``tmp`` with no embedding cache, its ``models`` linked to the real model folder."""
+    folder = tmp / label
+    folder.mkdir()
+    (folder / "models").symlink_to(settings.models_dir.resolve(), target_is_directory=True)
+    return folder
+
+
+INGEST_CLIENTS = 8  # clients that post one document at a time in the ingest figures
+
+
+def timed_cold_ingest(tmp: Path, settings: Settings, label: str, docs: Sequence[dict], http,
+                      clients: int | None = None) -> dict:
+    """Start a qa server on an empty embedding cache and data folder, time the ingest of ``docs`` (through
+    ``POST /v1/documents/batch`` in requests of 16, or with ``clients`` one ``POST /v1/documents`` per
+    document each), stop it; returns start-up, seconds, paragraphs/s and memory."""
+    qa = make_qa(tmp, label, empty_cache_dir(tmp, settings, f"{label}-cache"))
+    try:
+        qa.server.start()
+        out = {"startup_s": round(qa.server.wait_ready(lambda: qa.ready(http)), 2)}
+        t0, cpu0 = time.perf_counter(), cpu_seconds(qa.server.proc.pid)
+        if clients:
+            out.update(qa.ingest_each(docs, clients))
+        else:
+            qa.ingest(http, docs)
+            out["request_batch"] = qa.ingest_batch
+        seconds = time.perf_counter() - t0
+        out.update({"paragraphs": len(docs), "seconds": round(seconds, 2),
+                    "paragraphs_per_s": round(len(docs) / seconds, 3),
+                    "server_cpu_s": round(cpu_seconds(qa.server.proc.pid) - cpu0, 2), "memory_mib": qa.server.memory()})
+        return out
+    finally:
+        qa.server.stop()
+
+
+def run_ingest(settings: Settings, *, paragraphs: int = 16, clients: int = INGEST_CLIENTS, rounds: int = 2,
+               eval_dir: Path = Path("../shared/eval"), console: Console | None = None) -> dict:
+    """Ingest of never-embedded XQuAD paragraphs over HTTP, through the batch endpoint and through one POST
+    per document from ``clients`` concurrent clients, alternating on fresh servers (empty embedding cache,
+    empty data folder) for ``rounds`` rounds; the same paragraphs every time."""
+    import httpx
+
+    console = console or Console()
+    docs, _ = load_xquad(eval_dir, paragraphs)
+    figures: dict = {"machine": machine_info(), "params": {"paragraphs": len(docs), "clients": clients,
+                                                           "rounds": rounds}, "rounds": []}
+    with tempfile.TemporaryDirectory(prefix="qa-bench-ingest-") as tmp_name, httpx.Client(trust_env=False) as http:
+        tmp = Path(tmp_name)
+        for r in range(rounds):
+            row = {}
+            for kind in (("batch", "posts") if r % 2 == 0 else ("posts", "batch")):
+                load = os.getloadavg()[0]
+                row[kind] = timed_cold_ingest(tmp, settings, f"r{r}-{kind}", docs, http,
+                                              clients if kind == "posts" else None)
+                row[kind]["load_average_1m"] = round(load, 2)
+                console.print(f"  round {r + 1} {kind}: {len(docs)} paragraphs in {row[kind]['seconds']:.1f} s "
+                              f"({row[kind]['paragraphs_per_s']:.2f}/s, server CPU {row[kind]['server_cpu_s']:.1f} s; "
+                              f"start-up {row[kind]['startup_s']:.1f} s; load average {load:.1f})")
+            row["posts_over_batch"] = round(row["posts"]["paragraphs_per_s"] / row["batch"]["paragraphs_per_s"], 3)
+            figures["rounds"].append(row)
+    total = {kind: sum(row[kind]["seconds"] for row in figures["rounds"]) for kind in ("batch", "posts")}
+    figures["paragraphs_per_s"] = {kind: round(len(docs) * rounds / seconds, 3) for kind, seconds in total.items()}
+    figures["posts_over_batch"] = round(total["batch"] / total["posts"], 3)
+    cpu = {kind: sum(row[kind]["server_cpu_s"] for row in figures["rounds"]) for kind in ("batch", "posts")}
+    figures["server_cpu_s_per_paragraph"] = {kind: round(v / (len(docs) * rounds), 3) for kind, v in cpu.items()}
+    console.print(f"ingest of {len(docs)} never-embedded XQuAD paragraphs, {rounds} rounds: batch endpoint "
+                  f"{figures['paragraphs_per_s']['batch']:.2f}/s, one POST per document from {clients} clients "
+                  f"{figures['paragraphs_per_s']['posts']:.2f}/s = {figures['posts_over_batch']:.2f}× the batch endpoint; "
+                  f"server CPU per paragraph {figures['server_cpu_s_per_paragraph']['batch']:.2f} s / "
+                  f"{figures['server_cpu_s_per_paragraph']['posts']:.2f} s")
+    console.print(machine_line(figures["machine"]))
+    return figures
 
 
 def make_qa(tmp: Path, label: str, cache_dir: Path, data_dir: Path | None = None, **settings: str) -> QaSystem:
@@ -849,19 +964,21 @@ def run_bench(settings: Settings, *, queries: int = 100, passages: int = 240, in
 
             # --- 1. qa on an empty embedding cache: start-up and ingest of text no cache holds --------
             phase(f"qa, empty embedding cache: start-up, then ingest {ingest_passages} paragraphs")
-            cold_cache = tmp / "cold-cache"
-            cold_cache.mkdir()
-            (cold_cache / "models").symlink_to(settings.models_dir.resolve(), target_is_directory=True)
-            cold = make_qa(tmp, "qa-cold", cold_cache)
-            cold.name = "qa"
-            try:
-                start(cold)
-                timed_ingest(cold, docs[:ingest_passages])
-                fig(cold)["memory_after_ingest_mib"] = cold.server.memory()
-            finally:
-                cold.server.stop()
-            cold_start = fig(cold).pop("startup_s")
-            fig(cold)["startup_s_empty_cache"] = cold_start
+            cold = timed_cold_ingest(tmp, settings, "qa-cold", docs[:ingest_passages], http)
+            fig_qa = figures["systems"].setdefault("qa", {})
+            fig_qa["startup_s_empty_cache"] = cold.pop("startup_s")
+            fig_qa["memory_after_ingest_mib"] = cold.pop("memory_mib")
+            fig_qa["ingest"] = cold
+            console.print(f"  qa: ready after {fig_qa['startup_s_empty_cache']:.1f} s; {cold['paragraphs']} paragraphs "
+                          f"in {cold['seconds']:.1f} s ({cold['paragraphs_per_s']:.2f}/s, {cold['request_batch']} per request)")
+            phase(f"qa, empty embedding cache: ingest of the same paragraphs, one POST per document from "
+                  f"{INGEST_CLIENTS} clients")
+            posts = timed_cold_ingest(tmp, settings, "qa-cold-posts", docs[:ingest_passages], http, INGEST_CLIENTS)
+            posts.pop("memory_mib")
+            posts.pop("startup_s")
+            fig_qa["ingest_posts"] = posts
+            console.print(f"  qa: {posts['paragraphs']} paragraphs in {posts['seconds']:.1f} s "
+                          f"({posts['paragraphs_per_s']:.2f}/s, one POST each from {INGEST_CLIENTS} clients)")
 
             # --- 2. the systems searched: qa with its usual embedding cache, and the peers -------------
             phase("start-up of the systems searched")
@@ -963,6 +1080,8 @@ def _metrics(concurrency: Sequence[int]) -> list[tuple[tuple[str, ...], str, boo
         (("startup_s",), "start-up to ready, s", False, 1),
         (("startup_s_empty_cache",), "start-up to ready, empty embedding cache, s", False, 1),
         (("ingest", "paragraphs_per_s"), "ingest, never-embedded text, paragraphs/s", True, 2),
+        (("ingest_posts", "paragraphs_per_s"), f"ingest, one POST per document from {INGEST_CLIENTS} clients, "
+                                               "paragraphs/s", True, 2),
         (("single_client", "p50_ms"), "1 client: p50 ms", False, 1),
         (("single_client", "p95_ms"), "1 client: p95 ms", False, 1),
         (("single_client", "p99_ms"), "1 client: p99 ms", False, 1),
@@ -998,8 +1117,10 @@ def ratios(figures: dict, concurrency: Sequence[int]) -> dict:
     for path, label, higher, _ in _metrics(concurrency):
         mine = _get(systems.get("qa", {}), path)
         theirs = [v for v in (_get(systems[p], path) for p in peers) if isinstance(v, (int, float))]
-        if path == ("startup_s_empty_cache",):
-            theirs = [v for v in (_get(systems[p], ("startup_s",)) for p in peers) if isinstance(v, (int, float))]
+        against = {("startup_s_empty_cache",): ("startup_s",), ("ingest_posts", "paragraphs_per_s"):
+                   ("ingest", "paragraphs_per_s")}.get(path)  # qa-only figures, against the peers' nearest one
+        if against:
+            theirs = [v for v in (_get(systems[p], against) for p in peers) if isinstance(v, (int, float))]
         if not isinstance(mine, (int, float)) or not theirs:
             continue
         best = max(theirs) if higher else min(theirs)

@@ -76,13 +76,16 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           limit: Optional[int] = typer.Option(None, "--limit", min=1, help="--parity: only the first N XQuAD articles "
                                               "and N CMRC documents (8 passages each), for a quick run."),
           ocr: bool = typer.Option(True, "--ocr/--no-ocr", help="--parity: also the scans (OCR: the slow part)."),
+          ingest: bool = typer.Option(False, "--ingest", help="Instead: ingest of --ingest-passages never-embedded "
+                                      "paragraphs over HTTP, through the batch endpoint and one POST per document from "
+                                      "8 clients, alternating on fresh servers for --load-rounds rounds."),
           eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/."),
           eval_limit: Optional[int] = typer.Option(None, help="--matryoshka, --parity: only the first N questions per "
                                                    "direction."),
           output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
           ) -> None:
-    """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --scale / --corpus-scale /
-    --matryoshka / --formats / --parity."""
+    """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --ingest / --scale /
+    --corpus-scale / --matryoshka / --formats / --parity."""
     from bench.benchmark import SCALE_VARIANTS, check_scale_variants, run_bench, run_scale, run_truncation, write_json
     from qa.cli import _settings
 
@@ -99,6 +102,11 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
         from bench.formats import run as run_formats
 
         write_json(output, {"formats": run_formats(console=out)})
+    elif ingest:
+        from bench.benchmark import run_ingest
+
+        write_json(output, {"ingest": run_ingest(_settings(None), paragraphs=ingest_passages, rounds=load_rounds,
+                                                 eval_dir=eval_dir, console=out)})
     elif scale:
         variants = [v.strip() for v in scale_variants.split(",") if v.strip()] if scale_variants else SCALE_VARIANTS
         try:

@@ -41,6 +41,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from bench.benchmark import (
+    cpu_seconds,
     LoadResult,
     QaSystem,
     QuestionStream,
@@ -179,14 +180,6 @@ def _check(r, status: int, what: str) -> None:
 
 def _summary(seconds: list[float]) -> dict:
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in latency_summary(seconds).items()}
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time the process has used so far, user + system, its exited threads included (``/proc/<pid>/stat``,
-    in clock ticks: one reading is coarse, the mean of many differences is not). Differences give what
-    requests cost the server, which the shared machine's load does not inflate the way it inflates wall time."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _Timer:

@@ -109,9 +109,13 @@ def test_ratios_compare_with_the_best_peer():
         "txtai": {"single_client": {"p50_ms": 40.0}, "clients_8": {"qps": 12.0}},
         "openvino": {"single_client": {"p50_ms": 25.0}, "clients_8": {"qps": 20.0}},
     }}
+    figures["systems"]["qa"]["ingest_posts"] = {"paragraphs_per_s": 3.0}  # qa only: against the peers' ingest
+    figures["systems"]["plain"]["ingest"] = {"paragraphs_per_s": 1.0}
+    figures["systems"]["openvino"]["ingest"] = {"paragraphs_per_s": 2.0}
     r = ratios(figures, [8])
     assert r["1 client: p50 ms"] == 2.0  # best peer latency: the lowest, whichever peer has it
     assert r["8 clients: questions/s"] == 1.5  # best peer rate: the highest
+    assert r["ingest, one POST per document from 8 clients, paragraphs/s"] == 1.5
     # qa without its second stage is measured beside the peers but is not one of them
     figures["systems"]["qa-first-stage"] = {"single_client": {"p50_ms": 10.0}, "clients_8": {"qps": 99.0}}
     assert ratios(figures, [8]) == r
