@@ -47,3 +47,35 @@ def test_a_real_hyphen_at_a_line_end_is_kept_and_joined():
     doc = parse_file(lines_pdf(["The Patriots stopped a 2-", "point conversion with 17 seconds left; the infor-",
                                 "mation was mended."]), "h.pdf")
     assert "a 2-point conversion" in doc.text and "the information was" in doc.text
+
+
+def test_pdf_tables_are_kept_as_row_text():
+    """``tests/data/libreoffice-tables.pdf``: a Word table with borders laid out by LibreOffice (PDFium reads
+    each row as one line with wide gaps), a wrapped cell, and a Chinese table; the paragraphs around them."""
+    doc = parse_file((DATA / "libreoffice-tables.pdf").read_bytes(), "tables.pdf")
+    paragraphs = [b.text for b in doc.blocks if b.kind == "paragraph"]
+    assert paragraphs == [
+        "The ferries below run every day of the week except on public holidays, when the winter timetable applies.",
+        "Route | First sailing | Last sailing | Crossing time",
+        "Stromness – Hoy | 07:00 | 19:30 | 30 minutes",
+        "Houton – Flotta | 06:45 | 21:15 | 35 minutes, longer in rough weather",
+        "Kirkwall – Shapinsay | 07:15 | 18:10 | 25 minutes",
+        "Tickets are sold on board; cars must be booked a day ahead.",
+        "城市 | 人口（万） | 面积",
+        "上海 | 2487 | 6340 平方公里",
+        "杭州 | 1237 | 16850 平方公里",
+    ]
+    assert not [b for b in doc.blocks if b.kind == "heading"]  # a header row is a row, not a section
+    # a row's evidence is its cells on the page: one box per cell, side by side on one row
+    reader = char_boxes_reader(DATA / "libreoffice-tables.pdf")
+    boxes = evidence_boxes(doc.layout, *_span(doc.text, "Stromness – Hoy | 07:00 | 19:30 | 30 minutes"), reader)
+    assert len(boxes) == 4 and all(a["x1"] < b["x0"] for a, b in zip(boxes, boxes[1:]))
+    assert max(b["y1"] for b in boxes) - min(b["y0"] for b in boxes) < 0.03
+
+
+def test_two_columns_of_running_text_are_not_a_table():
+    from docgen import LEFT, RIGHT, report_pdf
+
+    doc = parse_file(report_pdf(), "report.pdf")
+    assert " | " not in doc.text
+    assert [b.text for b in doc.blocks if b.kind == "paragraph"][:4] == LEFT + RIGHT

@@ -12,6 +12,10 @@ What the PDF and image parsers share once they have lines with boxes:
   full-width title, a wide figure caption); in each section the left column is read before the
   right one, and columns split again (three columns). Lines of a column go top to bottom, pieces
   of one row (PDFium breaks lines at superscripts) merged left to right.
+* **Tables** are kept as row text, before columns are looked for: two or more rows whose pieces
+  (apart by more than a font size) start at the same column positions become one paragraph per
+  row, its cells joined by `` | `` (a cell that wraps joins up first); rows of long pieces are
+  columns of running text, not a table.
 * **Paragraphs**: consecutive lines of one region form a paragraph unless the gap between them is
   more than 0.9 of the font size, the font size changes (by more than 15 %; 43 % for OCR'd lines,
   whose boxes hug the glyphs) or the weight does, the next line is indented
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -67,6 +71,8 @@ class Line:
     conf: float | None = None
     page: int = 0  # 1-based, set by assemble()
     hyphen: bool = False  # ended in a hyphen that PDFium already took out: joins the next line with no space
+    row: bool = False  # a table row (cells joined by " | "): a paragraph of its own
+    cont: bool = False  # the PDF has it on one line with the piece before it, a wide gap between them
 
 
 @dataclass
@@ -97,6 +103,9 @@ _PAGE_NUMBER = re.compile(
     re.I,
 )
 _LETTER = re.compile(r"[A-Za-z\u00c0-\u024f]")
+
+
+_CJK_CHAR = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003ffff]")
 
 
 def is_cjk(ch: str) -> bool:
@@ -145,6 +154,18 @@ def _columns(lines: list[Line], width: float, gutter: float) -> list[list[Line]]
     stack: list[list[Line]] = [lines]
     while stack:
         region = stack.pop()
+        if region and region[0].row:  # a table's rows, in order already
+            out.append(region)
+            continue
+        table = _table(region)
+        if table is not None:  # the text above it, its rows, the text below it
+            rows, taken = table
+            used = {id(line) for line in taken}
+            top = min(line.y0 for line in taken)
+            above = [line for line in region if id(line) not in used and line.y0 < top]
+            below = [line for line in region if id(line) not in used and line.y0 >= top]
+            stack.extend(part for part in (below, rows, above) if part)
+            continue
         split = _gutter([line for line in region if line.x1 - line.x0 <= 0.6 * width], gutter)
         if split is None:
             out.append(_rows(region))
@@ -214,7 +235,21 @@ def _gutter(lines: list[Line], gutter: float) -> float | None:
 
 
 def _rows(lines: list[Line]) -> list[Line]:
-    """``lines`` top to bottom; pieces of one row (overlapping heights, close together) merged left to right."""
+    """``lines`` top to bottom; pieces of one row (overlapping heights, close together) merged left to right,
+    and pieces the PDF has as one line (split at a wide gap, see ``Line.cont``) joined again."""
+    out: list[Line] = []
+    for row, _ in _cell_rows(lines):
+        for piece in row:
+            if piece.cont and out and out[-1].y0 < piece.y1 and piece.y0 < out[-1].y1:
+                out[-1] = _merge(out[-1], piece, piece.x0 - out[-1].x1)
+            else:
+                out.append(piece)
+    return out
+
+
+def _cell_rows(lines: list[Line]) -> list[tuple[list[Line], list[Line]]]:
+    """``lines`` as rows top to bottom, each its pieces left to right (pieces closer than a font size
+    merged, the others, table cells or columns, apart) and the lines it is made of."""
     rows: list[list[Line]] = []
     for line in sorted(lines, key=lambda ln: (ln.y0 + ln.y1) / 2):
         row = rows[-1] if rows else None
@@ -226,24 +261,104 @@ def _rows(lines: list[Line]) -> list[Line]:
                 row.append(line)
                 continue
         rows.append([line])
-    out: list[Line] = []
+    cells: list[tuple[list[Line], list[Line]]] = []
     for row in rows:
         row.sort(key=lambda ln: ln.x0)
         merged = row[0]
+        cells.append(([], row))
         for line in row[1:]:
             gap = line.x0 - merged.x1
             if gap <= 0.8 * max(merged.size, line.size):
                 merged = _merge(merged, line, gap)
             else:
-                out.append(merged)
+                cells[-1][0].append(merged)
                 merged = line
-        out.append(merged)
-    return out
+        cells[-1][0].append(merged)
+    return cells
 
 
-def _merge(a: Line, b: Line, gap: float) -> Line:
-    space = gap > 0.2 * max(a.size, b.size) and not (is_cjk(a.text[-1]) and is_cjk(b.text[0]))
-    sep = " " if space else ""
+def _table(lines: list[Line]) -> tuple[list[Line], list[Line]] | None:
+    """The first table among ``lines``: one line per table row (its cells joined by `` | ``), and the
+    lines it is made of; None when there is none.
+
+    A table is two or more rows of two or more pieces that start at the same places (column starts,
+    within a font size), one below the other (less than 2.5 font sizes apart), with the lines of a cell
+    that wraps in between (pieces within their column, closer than a normal line gap to the row above),
+    which join their cell. Columns of running text are not a table: there most lines are long.
+    """
+    made = _cell_rows(lines)
+    rows = [cells for cells, _ in made]
+    i = 0
+    while i < len(rows):
+        found = _table_at(rows, i)
+        if found is None:
+            i += 1
+            continue
+        table, j = found
+        if _text_columns(table):
+            i = j  # not part of it either
+            continue
+        out = []
+        for cells in table:
+            line = None
+            for cell in cells:
+                if cell is not None:
+                    line = cell if line is None else _join(line, cell, " | ")
+            out.append(replace(line, row=True))
+        return out, [line for _, originals in made[i:j] for line in originals]
+    return None
+
+
+def _text_columns(table: list[list[Line | None]]) -> bool:
+    """Whether the "table" is columns of running text: in every column, half the cells or more are 20
+    characters long or longer (a CJK character counts two)."""
+    for k in range(len(table[0])):
+        lengths = sorted(len(c.text) + len(_CJK_CHAR.findall(c.text)) for c in (cells[k] for cells in table) if c)
+        if not lengths or lengths[len(lengths) // 2] < 20:
+            return False
+    return True
+
+
+def _table_at(rows: list[list[Line]], i: int) -> tuple[list[list[Line | None]], int] | None:
+    """The table starting at row ``i`` (its rows as cells per column) and the index after it, or None."""
+    first = rows[i]
+    if len(first) < 2:
+        return None
+    size = float(np.median([c.size for c in first]))
+    starts = [c.x0 for c in first]
+
+    def column(piece: Line) -> int | None:
+        k = min(range(len(starts)), key=lambda c: abs(starts[c] - piece.x0))
+        inside = k + 1 == len(starts) or piece.x1 <= starts[k + 1] - 0.2 * size
+        return k if abs(starts[k] - piece.x0) <= size and inside else None
+
+    table: list[list[Line | None]] = []
+    bottom = None
+    j = i
+    while j < len(rows):
+        row = rows[j]
+        top = min(c.y0 for c in row)
+        places = [column(c) for c in row]
+        if None in places or len(set(places)) < len(places):
+            break
+        if len(row) >= 2 and (bottom is None or top - bottom <= 2.5 * size):
+            cells: list[Line | None] = [None] * len(starts)
+            for k, c in zip(places, row):
+                cells[k] = c
+            table.append(cells)
+        elif table and top - bottom <= 0.6 * size:  # a cell's next line
+            for k, c in zip(places, row):
+                above = table[-1][k]
+                table[-1][k] = c if above is None else _join(above, c, _line_break(above, c.text)[1])
+        else:
+            break
+        bottom = max(c.y1 for c in row)
+        j += 1
+    return (table, j) if len(table) >= 2 else None
+
+
+def _join(a: Line, b: Line, sep: str) -> Line:
+    """``a`` and ``b`` as one line, ``sep`` (put in, no character of its own) between them."""
     spans = None
     if a.spans is not None and b.spans is not None:
         shift = len(a.text) + len(sep)
@@ -257,6 +372,12 @@ def _merge(a: Line, b: Line, gap: float) -> Line:
         conf=a.conf if b.conf is None else (b.conf if a.conf is None else min(a.conf, b.conf)), page=a.page,
         hyphen=b.hyphen,
     )
+
+
+def _merge(a: Line, b: Line, gap: float) -> Line:
+    """Two pieces of one row, ``gap`` apart: a space between them unless it is narrow or both sides are CJK."""
+    space = gap > 0.2 * max(a.size, b.size) and not (is_cjk(a.text[-1]) and is_cjk(b.text[0]))
+    return _join(a, b, " " if space else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +405,8 @@ def _paragraphs(page_no: int, regions: list[list[Line]]) -> list[_Block]:
         right = max(line.x1 for line in region)
         current: _Block | None = None
         for line in region:
-            if current is not None and _same_paragraph(current.lines[-1], line, right):
+            if current is not None and not line.row and not current.lines[-1].row \
+                    and _same_paragraph(current.lines[-1], line, right):
                 current.lines.append(line)
             else:
                 current = _Block(page_no, [line])
@@ -312,7 +434,7 @@ def _mark_headings(blocks: list[_Block]) -> None:
     for block in blocks:
         text = " ".join(line.text for line in block.lines)
         short = len(text) <= 200 and len(block.lines) <= 3 and not _ends_sentence(text)
-        if not short or not any(ch.isalnum() for ch in text):
+        if not short or not any(ch.isalnum() for ch in text) or block.lines[0].row:  # a table's header row: a row
             continue
         if block.size >= body * 1.15 or (all(line.bold for line in block.lines) and not body_bold
                                         and len(text) <= 80 and block.size >= body * 0.95):
@@ -336,6 +458,7 @@ def _join_pages(blocks: list[_Block]) -> list[_Block]:
     for block in blocks:
         prev = out[-1] if out else None
         if (prev is not None and prev.page != block.page and prev.kind == block.kind == "paragraph"
+                and not prev.lines[-1].row and not block.lines[0].row
                 and not _ends_sentence(prev.lines[-1].text) and abs(prev.lines[-1].size - block.lines[0].size) < 0.5
                 and prev.lines[-1].bold == block.lines[0].bold):
             prev.lines.extend(block.lines)

@@ -3,7 +3,10 @@
 * Each page's text comes from PDFium's text page, split into lines where PDFium breaks them; a
   line's box comes from PDFium's rectangles for its characters, its font size from a character's
   loose box and its weight from the font (bold: weight 600+ or a bold font name). Characters
-  PDFium marks as non-text (U+FFFE, U+0002: a hyphen it already mended) leave the text.
+  PDFium marks as non-text (U+FFFE, U+0002: a hyphen it already mended) leave the text. A line is
+  cut where a gap wider than its font size parts its characters (the cells of a table row, which
+  PDFium reads as one line; joined again unless they make a table), and a row PDFium reads out of
+  order is put in order from its characters' boxes; spaces PDFium puts in between CJK characters go.
   :mod:`qa.ingest.formats.pages` then drops running headers/footers, orders columns, builds
   paragraphs and headings. Layout analysis runs in the page's own (unrotated) coordinates, where
   text lines are horizontal; boxes given out are in the displayed (rotated) page.
@@ -180,10 +183,12 @@ def _read_page(pdf, index: int) -> tuple[PageLines, tuple[float, float], bool]:
                 piece = a
                 for k in range(a, b + 1):
                     if k == b or text[k] in _HYPHEN_MARKS:
-                        line = _line(raw_tp, text, piece, k, top, left, vals, box, font)
-                        if line is not None:
-                            line.hyphen = k < b
-                            lines.append(line)
+                        for first, end in _cells(raw_tp, text, piece, k, vals):
+                            line = _line(raw_tp, text, first, end, top, left, vals, box, font)
+                            if line is not None:
+                                line.cont = first > piece
+                                line.hyphen = k < b and end == k
+                                lines.append(line)
                         piece = k + 1
             needs_ocr = sum(len(line.text) for line in lines) < _MIN_TEXT_CHARS and _has_drawing(page)
             return PageLines(right - left, top - bottom, lines), display, needs_ocr
@@ -191,6 +196,38 @@ def _read_page(pdf, index: int) -> tuple[PageLines, tuple[float, float], bool]:
             textpage.close()
     finally:
         page.close()
+
+
+def _cells(raw_tp, text: str, a: int, b: int, vals) -> list[tuple[int, int]]:
+    """``a..b`` cut where a gap wider than the font size parts its characters (PDFium reads the cells of a
+    table row as one line): the pieces left to right, for :func:`qa.ingest.formats.pages._tables` to tell
+    a table from a line with a wide space."""
+    import pypdfium2.raw as r
+
+    refs = [ctypes.byref(v) for v in vals]
+    rects = []
+    for k in range(r.FPDFText_CountRects(raw_tp, a, b - a)):
+        r.FPDFText_GetRect(raw_tp, k, *refs)
+        rects.append((vals[0].value, vals[1].value, vals[2].value, vals[3].value))  # left, top, right, bottom
+    if len(rects) < 2:
+        return [(a, b)]
+    height = max(t - bt for _, t, _, bt in rects)
+    ordered = all(nl >= pr - 1.0 for (_, _, pr, _), (nl, _, _, _) in zip(rects, rects[1:]))
+    if not ordered or not any(nl - pr > height for (_, _, pr, _), (nl, _, _, _) in zip(rects, rects[1:])):
+        return [(a, b)]
+    edges = [ctypes.c_double() for _ in range(4)]
+    boxes = [ctypes.byref(v) for v in edges]
+    cuts, right = [a], None
+    for k in range(a, b):
+        if text[k].isspace():
+            continue
+        r.FPDFText_GetCharBox(raw_tp, k, *boxes)
+        cl, cr = edges[0].value, edges[1].value
+        if right is not None and cl - right > height:
+            cuts.append(k)
+        right = cr if right is None else max(right, cr)
+    cuts.append(b)
+    return list(zip(cuts, cuts[1:]))
 
 
 def _line(raw_tp, text: str, a: int, b: int, top: float, left: float, vals, box, font) -> Line | None:
