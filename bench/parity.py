@@ -14,10 +14,10 @@ same titles, headings and paragraphs handed over directly: the baseline), and th
 scanned files through their parsers (:meth:`DocumentService.ingest_paths`, OCR included). Each stored
 passage stands for the source passage it overlaps most (character trigrams), and the questions of
 ``qa eval`` are asked of each corpus: R@1 per direction beside the plain-text figure (targets: DOCX
-and PDF within 0.01 of it, the scans within 0.03). For the PDF and the scans, the page of every
-passage is checked against where the passage's first and last characters are found in the PDF's own
-text layer (PDFium), both for every stored passage and for the gold passages cited first (target:
-all of them). Passages whose extracted text is identical to the original hit the embedding cache
+and PDF at most 0.01 below it, the scans at most 0.03; a figure above it is no miss). For the PDF and
+the scans, the ``page`` and ``page_end`` of every passage are checked against the pages where its
+own first and last characters are in the PDF's text layer read by PDFium alone, both for every
+stored passage and for the gold passages cited first (target: all of them). Passages whose extracted text is identical to the original hit the embedding cache
 that ``qa eval`` fills.
 
 Files are made once in ``<cache_dir>/parity/<layout>/``; corpora are kept per model (and version of
@@ -247,10 +247,12 @@ def _ingest_version() -> str:
 
 def build_corpus(variant: str, benchmark: str, specs: list[DocSpec], files: dict[str, dict[str, Path]],
                  settings: Settings, embedder, scope: str, console: Console):
+    """The corpus of ``benchmark`` as ``variant`` (plain text, or the files through their parsers), kept in
+    a folder named after the layout, the scope and the ingestion code (``scope`` ends with its digest)."""
     from qa.cli import _folder_progress
     from qa.wiring import build_services
 
-    data_dir = pools_dir(settings, embedder) / f"parity-{LAYOUT}-{variant}-{benchmark}-{scope}-{_ingest_version()}"
+    data_dir = pools_dir(settings, embedder) / f"parity-{LAYOUT}-{variant}-{benchmark}-{scope}"
     services = build_services(settings.model_copy(update={"data_dir": data_dir, "seeds_dir": None}), embedder)
     mine = [s for s in specs if s.benchmark == benchmark]
     if services.corpus.store.count_documents() >= len(mine):
@@ -288,6 +290,7 @@ class Mapped:
     start: int
     end: int
     document_id: str
+    text: str
 
 
 def map_passages(services, specs: list[DocSpec]) -> dict[int, Mapped]:
@@ -305,7 +308,7 @@ def map_passages(services, specs: list[DocSpec]) -> dict[int, Mapped]:
             s = len(own & grams[item.passage_id]) / max(1, len(own))
             if s > score:
                 best, score = item.passage_id, s
-        out[rowid] = Mapped(best if score >= 0.5 else None, p.page, p.page_end, p.start, p.end, p.document_id)
+        out[rowid] = Mapped(best if score >= 0.5 else None, p.page, p.page_end, p.start, p.end, p.document_id, p.text)
     return out
 
 
@@ -325,16 +328,20 @@ def identical_passages(services, specs: list[DocSpec], mapped: dict[int, Mapped]
                if texts.get(doc) and " ".join(texts[doc][1][a:b].split()) == source[pid])
 
 
-def true_pages(pdf_path: Path, spec: DocSpec) -> dict[str, tuple[int, int]]:
-    """Where each passage of ``spec`` starts and ends in the PDF, from PDFium's raw text of each page
-    (not through qa's parser): the pages holding its first and its last characters."""
+def pdf_texts(pdf_path: Path) -> list[str]:
+    """PDFium's raw text of each page of the PDF (not through qa's parser), normalised (NFKC, no spaces)."""
     import pypdfium2 as pdfium
 
     pdf = pdfium.PdfDocument(pdf_path)
     try:
-        pages = [_norm(page.get_textpage().get_text_range()) for page in pdf]
+        return [_norm(page.get_textpage().get_text_range()) for page in pdf]
     finally:
         pdf.close()
+
+
+def true_pages(pages: list[str], spec: DocSpec) -> dict[str, tuple[int, int]]:
+    """Where each passage of ``spec`` starts and ends in the PDF whose page texts are ``pages``: the pages
+    holding its first and its last characters."""
     joined, starts = "", []
     for text in pages:
         starts.append(len(joined))
@@ -364,28 +371,31 @@ def true_pages(pdf_path: Path, spec: DocSpec) -> dict[str, tuple[int, int]]:
     return found
 
 
-def page_checks(mapped: dict[int, Mapped], truth: dict[str, tuple[int, int]]) -> dict[int, bool]:
-    """Per stored passage standing for a source passage: whether its pages are right (within the source
-    passage's pages; the first piece starts on its first page, the last ends on its last)."""
-    pieces: dict[tuple[str, str], list[int]] = {}
-    for rowid, m in mapped.items():
-        if m.passage_id is not None:
-            pieces.setdefault((m.document_id, m.passage_id), []).append(rowid)
+def _page_of(trigrams: list[str], pages: list[str], candidates: list[int]) -> int | None:
+    """The page (of ``candidates``) holding the first of ``trigrams`` that one candidate page alone holds
+    (read errors and trigrams on several pages are passed over)."""
+    for gram in trigrams:
+        holding = [k for k in candidates if gram in pages[k - 1]]
+        if len(holding) == 1:
+            return holding[0]
+    return None
+
+
+def page_checks(mapped: dict[int, Mapped], truth: dict[str, tuple[int, int]], pages: list[str]) -> dict[int, bool]:
+    """Per stored passage standing for a source passage: whether its ``page`` and ``page_end`` are the
+    pages where its own first and last characters are in the PDF (found among the source passage's pages
+    and the one before and after, through the first and the last trigram of its text that one page alone
+    holds: OCR errors are passed over)."""
     ok: dict[int, bool] = {}
-    for (_, pid), rowids in pieces.items():
-        if pid not in truth:
+    for rowid, m in mapped.items():
+        if m.passage_id is None or m.passage_id not in truth:
             continue
-        first, last = truth[pid]
-        rowids.sort(key=lambda r: mapped[r].start)
-        for k, r in enumerate(rowids):
-            m = mapped[r]
-            page, page_end = m.page, m.page_end or m.page
-            good = page is not None and first <= page <= page_end <= last
-            if k == 0:
-                good = good and page == first
-            if k == len(rowids) - 1:
-                good = good and page_end == last
-            ok[r] = good
+        first, last = truth[m.passage_id]
+        candidates = [k for k in range(first - 1, last + 2) if 1 <= k <= len(pages)]
+        n = _norm(m.text)
+        grams = [n[i:i + 3] for i in range(max(1, len(n) - 2))]
+        start, end = _page_of(grams, pages, candidates), _page_of(grams[::-1], pages, candidates)
+        ok[rowid] = m.page is not None and (m.page, m.page_end or m.page) == (start, end)
     return ok
 
 
@@ -411,7 +421,7 @@ def run(settings: Settings, eval_dir: Path, *, limit: int | None = None, questio
     soffice()  # before anything: the exact install command when it is missing
     started = time.monotonic()
     specs = layouts(eval_dir, limit)
-    scope = "all" if limit is None else f"first{limit}"
+    scope = ("all" if limit is None else f"first{limit}") + "-" + _ingest_version()  # read once, at the start
     folder = settings.cache_dir / "parity" / LAYOUT
     files = make_files(specs, folder, console, scans=ocr)
     embedder = eval_embedder(settings)
@@ -436,8 +446,9 @@ def run(settings: Settings, eval_dir: Path, *, limit: int | None = None, questio
                 ok: dict[int, bool] = {}
                 if variant in ("pdf", "scan"):
                     for spec in mine:
-                        truth = true_pages(files["pdf"][spec.name], spec)
-                        ok.update(page_checks({r: m for r, m in mapped.items() if m.document_id == spec.name}, truth))
+                        texts = pdf_texts(files["pdf"][spec.name])
+                        ok.update(page_checks({r: m for r, m in mapped.items() if m.document_id == spec.name},
+                                              true_pages(texts, spec), texts))
                     checked[0] += sum(ok.values())
                     checked[1] += len(ok)
                 for name, r in runs.items():
@@ -494,7 +505,7 @@ def print_result(result: dict, variants: list[str], console: Console) -> None:
                 cells.append(f"{value:.3f}")
             else:
                 delta = value - fig["plain"]
-                mark = "" if abs(delta) <= TARGETS[v] + 1e-9 else " ✗"
+                mark = "" if delta >= -TARGETS[v] - 1e-9 else " ✗"  # more than the target below plain text
                 cells.append(f"{value:.3f} ({delta:+.3f}){mark}")
         table.add_row(name, str(fig["n"]), *cells)
     console.print(table)
