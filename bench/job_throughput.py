@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _text(doc: int, paragraphs: int) -> bytes:
-    return "\n\n".join(f"Report {doc}, paragraph {p}: the harbour office of district {doc}-{p} counted the ferries, "
+def _text(doc: int, paragraphs: int, salt: str) -> bytes:
+    """A report no earlier run wrote (``salt``): the embedding cache, kept between runs, has none of it."""
+    return "\n\n".join(f"Report {doc}, paragraph {p}: the harbour office of district {salt}-{doc}-{p} counted the ferries, "
                        f"the cargo ships and the fishing boats that entered the bay during week {p}." for p in
                        range(paragraphs)).encode()
 
@@ -94,12 +96,13 @@ def run_one(replicas: int, documents: int, paragraphs: int, embedder: str, dsn: 
     started_replicas = _start(replicas, env, scratch)
     try:
         front = started_replicas[0][1]
+        salt = uuid.uuid4().hex[:8]
         load_before = os.getloadavg()
         started = time.perf_counter()
         jobs = []
         for d in range(documents):
             resp = front.post("/v1/documents", params={"background": "true"}, data={"id": f"r{d}"},
-                              files={"file": (f"r{d}.txt", _text(d, paragraphs), "text/plain")})
+                              files={"file": (f"r{d}.txt", _text(d, paragraphs, salt), "text/plain")})
             resp.raise_for_status()
             jobs.append(resp.json()["job_id"])
         done: dict[str, dict] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +24,7 @@ from engines import milvus_prefix
 from test_distributed_http import distributed_env, ready_replicas
 
 LEASE_S = 4  # QA_JOB_LEASE_S of these replicas: a dead replica's job is handed on after this long
+RUN = uuid.uuid4().hex[:8]  # in every text: the embedding cache (kept between runs) has none of them
 
 
 @pytest.fixture
@@ -61,9 +63,11 @@ def _worker_of(server: QAServer) -> str:
 
 def test_jobs_posted_to_one_replica_are_shared_by_both_and_seen_through_either(replicas) -> None:
     a, b = replicas
-    jobs = {f"shared-{i}": _post_job(a, f"shared-{i}", _text(f"isle{i}", 60)) for i in range(8)}
+    jobs = {f"shared-{i}": _post_job(a, f"shared-{i}", _text(f"isle{i}x{RUN}", 60)) for i in range(8)}
     seen_running = None
+    deadline = time.monotonic() + 240
     while seen_running is None:  # progress of a running job, read through the replica it was not posted to
+        assert time.monotonic() < deadline, "no job was seen running"
         for job_id in jobs.values():
             job = b.client.get(f"/v1/jobs/{job_id}").json()
             if job["state"] == "running":
@@ -82,14 +86,15 @@ def test_jobs_posted_to_one_replica_are_shared_by_both_and_seen_through_either(r
     listing = b.client.get("/v1/documents", params={"limit": 1000}).json()["documents"]
     ids = [d["id"] for d in listing]
     assert len(ids) == len(set(ids)) and set(jobs) <= set(ids), "each document stored once"
-    hits = b.client.post("/v1/search", json={"query": "Who logs the fog signals of lighthouse isle3-7?",
+    hits = b.client.post("/v1/search", json={"query": f"Who logs the fog signals of lighthouse isle3x{RUN}-7?",
                                              "top_k": 3, "document_ids": ["shared-3"]}).json()["results"]
     assert hits and hits[0]["document_id"] == "shared-3"
 
 
 def test_a_replica_killed_mid_job_leaves_the_job_to_the_other(replicas) -> None:
     a, b = replicas
-    body = _text("atoll", 2500)  # long enough to be embedding when the kill lands
+    topic = f"atoll{RUN}"
+    body = _text(topic, 2500)  # long enough (seconds of embedding) to be embedding when the kill lands
     job_id = _post_job(a, "atoll", body)
     deadline = time.monotonic() + 180
     while True:
@@ -111,10 +116,10 @@ def test_a_replica_killed_mid_job_leaves_the_job_to_the_other(replicas) -> None:
     assert done["result"]["document_id"] == "atoll" and done["result"]["status"] == "added"
     handed_on = time.monotonic() - killed_at
     doc = survivor.client.get("/v1/documents/atoll").json()
-    assert doc["passages"] == done["result"]["passages"] and doc["text"].startswith("Paragraph 0 about atoll")
+    assert doc["passages"] == done["result"]["passages"] == 2500 and doc["text"].startswith("Paragraph 0 about atoll")
     listing = survivor.client.get("/v1/documents", params={"limit": 1000}).json()
     assert [d["id"] for d in listing["documents"]].count("atoll") == 1
-    hits = survivor.client.post("/v1/search", json={"query": "Who logs the tides of lighthouse atoll-2400?",
+    hits = survivor.client.post("/v1/search", json={"query": f"Who logs the tides of lighthouse {topic}-2400?",
                                                     "top_k": 3, "document_ids": ["atoll"]}).json()["results"]
     assert hits and hits[0]["document_id"] == "atoll"
     assert all(j["state"] in ("done", "failed") for j in survivor.client.get("/v1/jobs").json())
@@ -132,7 +137,7 @@ def test_bulk_ingest_through_the_queue_is_shared_by_the_replicas(replicas, tmp_p
     folder = tmp_path / "reports"
     folder.mkdir()
     for i in range(6):
-        (folder / f"harbour-{i}.txt").write_bytes(_text(f"harbour{i}", 40))
+        (folder / f"harbour-{i}.txt").write_bytes(_text(f"harbour{i}x{RUN}", 40))
     (folder / "notes.xyz").write_text("not a document")
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a PDF")
     started = time.monotonic()

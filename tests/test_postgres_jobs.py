@@ -114,10 +114,74 @@ def test_a_worker_killed_mid_job_leaves_the_job_to_another(postgres_dsn, tmp_pat
         assert done.result == {"by": "survivor", "resumed": 1} and done.worker == "survivor" and done.resumed == 1
         assert time.monotonic() - killed_at < 6 * LEASE_S + 30, "handed on within a few leases"
         assert log.read_text().split() == ["doomed", "survivor"]
-        assert front.db.one("SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'")[0] == 0
+        deadline = time.monotonic() + 30  # procrastinate records the end of its job just after ours
+        while front.db.one("SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'")[0]:
+            assert time.monotonic() < deadline, "a procrastinate job left running"
+            time.sleep(0.1)
     finally:
         doomed.kill()
         if survivor is not None:
             survivor.kill()
             survivor.wait()
         front.stop()
+
+
+def test_the_worker_comes_back_after_a_postgresql_outage(tmp_path: Path) -> None:
+    """PostgreSQL stops under a running worker and starts again: submitting meanwhile is a clear
+    StoreUnavailableError, and afterwards the same worker (no restart of the process) takes jobs again."""
+    import shutil
+
+    from engines import PostgresEngine, private_folder
+    from qa.store.base import StoreUnavailableError
+
+    postgres = PostgresEngine(private_folder("postgres"))
+    postgres.start()
+    queue = None
+    try:
+        dsn = postgres.new_database()
+        queue = PostgresJobQueue(dsn, HANDLERS, lease_s=LEASE_S, timeout_s=3, worker_name="steady")
+        assert queue.wait(queue.submit("count", {}, b"before").id, 60).state == "done"
+        postgres.stop()
+        with pytest.raises(StoreUnavailableError, match="PostgreSQL at"):
+            queue.submit("count", {}, b"during")
+        time.sleep(2 * LEASE_S)  # the worker notices and restarts itself, again and again
+        postgres.restart()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                job = queue.submit("count", {}, b"after the outage")
+                break
+            except StoreUnavailableError:
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+        done = queue.wait(job.id, 120)
+        assert done.state == "done" and done.result["words"] == 3 and done.worker == "steady", done
+    finally:
+        if queue is not None:
+            queue.stop()
+        postgres.close()
+        shutil.rmtree(postgres.root, ignore_errors=True)
+
+
+def test_replicas_starting_together_create_the_schemas_once(postgres_dsn) -> None:
+    """Several queues opening a fresh database at once (replicas starting together): procrastinate's schema
+    is not idempotent (CREATE TYPE), so only the first to hold the lock may create it."""
+    import threading
+
+    errors, made = [], []
+
+    def open_queue() -> None:
+        try:
+            made.append(PostgresJobQueue(postgres_dsn, HANDLERS, work=False, lease_s=LEASE_S))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=open_queue) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for q in made:
+        q.stop()
+    assert not errors, errors
+    assert len(made) == 4

@@ -101,6 +101,7 @@ class PostgresJobQueue(JobQueue):
         self._dsn = dsn
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._changed = threading.Condition()
         if work:
@@ -142,17 +143,29 @@ class PostgresJobQueue(JobQueue):
                 self._changed.wait(0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic())))
 
     def stop(self) -> None:
-        if self._thread is not None and self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        self._stopping.set()
+        if self._thread is not None:
+            if self._loop is not None and self._stop is not None:
+                try:
+                    self._loop.call_soon_threadsafe(self._stop.set)
+                except RuntimeError:  # between two runs of the worker: it sees _stopping
+                    pass
             self._thread.join(timeout=self.lease_s)
         self.db.close()
 
     # --- the worker: procrastinate's, on an event loop of its own ----------------------------------
     def _serve(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except Exception:  # the replica serves on; its jobs go to the others once its lease runs out
-            log.exception("the job worker stopped")
+        """Run the worker; when it stops on its own (PostgreSQL away, a failing side task), start it again."""
+        while not self._stopping.is_set():
+            try:
+                asyncio.run(self._main())
+            except Exception as exc:  # meanwhile its jobs go to the other replicas once its lease runs out
+                log.warning("the job worker stopped (%s: %s); starting it again in %.0f s", type(exc).__name__, exc,
+                            self.heartbeat_s)
+            finally:
+                self._started.set()
+            if self._stopping.wait(self.heartbeat_s):
+                return
 
     async def _main(self) -> None:
         procrastinate = self._procrastinate
@@ -168,7 +181,7 @@ class PostgresJobQueue(JobQueue):
                 queues=[QUEUE], name=self.worker_name, concurrency=1, wait=True, install_signal_handlers=False,
                 delete_jobs="always", update_heartbeat_interval=self.heartbeat_s,
                 stalled_worker_timeout=self.lease_s, shutdown_graceful_timeout=self.lease_s / 2))
-            while not self._stop.is_set() and not worker.done():
+            while not self._stop.is_set() and not self._stopping.is_set() and not worker.done():
                 try:
                     await self._requeue_stalled(app)
                 except Exception as exc:  # PostgreSQL away: try again at the next beat

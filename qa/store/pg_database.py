@@ -88,7 +88,13 @@ class PostgresDatabase:
         if self.one("SELECT to_regclass(%s) IS NULL", (probe_table,))[0]:
             with self.tx() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
-                cur.execute(schema)
+                # still missing once the lock is ours? (a schema need not be idempotent) Read pg_class itself:
+                # to_regclass may answer from a catalog snapshot older than the lock
+                cur.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+                            " ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = ANY(current_schemas(false)))",
+                            (probe_table,))
+                if cur.fetchone()[0]:
+                    cur.execute(schema)
 
     @contextmanager
     def exclusive(self, key: int) -> Iterator[bool]:
