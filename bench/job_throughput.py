@@ -134,10 +134,10 @@ def run(replica_counts: list[int], documents: int, paragraphs: int, embedder: st
     result = {"machine": machine_info(), "embedder": embedder, "paragraphs": paragraphs, "runs": []}
     try:
         with engines_for_a_run() as (postgres, milvus):
-            for n in replica_counts:
+            for i, n in enumerate(replica_counts):
                 print(f"{n} replica(s)…", file=sys.stderr, flush=True)
                 result["runs"].append(run_one(n, documents, paragraphs, embedder, postgres.new_database(),
-                                              milvus.uri, f"jobs{n}", scratch / f"r{n}"))
+                                              milvus.uri, f"jobs{i}", scratch / f"run{i}"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
