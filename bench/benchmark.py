@@ -1,6 +1,6 @@
 """``qa bench``: the service's benchmark, run over HTTP against real servers on 127.0.0.1.
 
-Four parts:
+Five parts:
 
 * **HTTP** (``run_bench``): starts ``qa serve`` as a subprocess on a free loopback port with a fresh
   data folder and measures start-up to ready (``/healthz``), ingest throughput on text that is in no
@@ -16,6 +16,8 @@ Four parts:
   ones before it is measured). Every qa figure is also given as a ratio to the best peer. The peers with
   dependencies of their own are installed into virtualenvs under ``~/.cache/qa/peers`` first.
   The machine's CPU and its features (AVX2, AVX-512, VNNI, bf16, AMX) are printed with the table.
+* **Start-up** (``run_startup``): start-up to ready on a warm cache (an empty data folder seeded from
+  the embedding cache, then restarts on it) and the first question against the next hundred.
 * **Ingest** (``run_ingest``): the ingest figures alone, the batch endpoint against one POST per
   document from 8 clients, alternating on fresh servers for several rounds.
 * **Scale** (``run_scale``): N clustered synthetic unit vectors built into the service's own
@@ -42,6 +44,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -706,13 +709,68 @@ def run_ingest(settings: Settings, *, paragraphs: int = 16, clients: int = INGES
     return figures
 
 
+def run_startup(settings: Settings, *, rounds: int = 3, queries: int = 100, eval_dir: Path = Path("../shared/eval"),
+                console: Console | None = None) -> dict:
+    """Start-up on a warm cache, and whether the first question is as fast as the hundredth.
+
+    ``qa serve`` (the configured model and embedding cache, the configured seeds folder) first on an empty
+    data folder (the seeds are ingested, from the embedding cache where it holds them), then ``rounds``
+    times again on that folder (the seeds are checked and found). Each time: seconds from spawn to ready
+    (``/healthz``), then the first question the moment it is ready, then ``queries`` distinct questions one
+    at a time (none of them asked before in that server, so no question cache helps)."""
+    import httpx
+
+    console = console or Console()
+    _, questions = load_xquad(eval_dir, 240)
+    seeds = Path(settings.seeds_dir).resolve() if settings.seeds_dir else None
+    figures: dict = {"machine": machine_info(), "params": {"rounds": rounds, "queries": queries,
+                                                           "seeds": str(seeds)}, "starts": []}
+    with tempfile.TemporaryDirectory(prefix="qa-bench-startup-") as tmp_name, httpx.Client(trust_env=False) as http:
+        tmp = Path(tmp_name)
+        data = tmp / "data"
+        for r in range(rounds + 1):
+            qa = make_qa(tmp, f"start-{r}", settings.cache_dir, data, QA_SEEDS_DIR=str(seeds or ""))
+            load = os.getloadavg()[0]
+            try:
+                qa.server.start()
+                ready_s = qa.server.wait_ready(lambda: qa.ready(http))
+                asked = questions[r * (queries + 1):(r + 1) * (queries + 1)]
+                seconds = []
+                for q in asked:
+                    t0 = time.perf_counter()
+                    http.post(qa.url + "/v1/search", json={"query": q["q"], "top_k": 5}, timeout=60).raise_for_status()
+                    seconds.append(time.perf_counter() - t0)
+                health = http.get(qa.url + "/healthz", timeout=5).json()
+            finally:
+                qa.server.stop()
+            rest = latency_summary(seconds[1:])
+            row = {"data_folder": "empty" if r == 0 else "seeded", "startup_s": round(ready_s, 2),
+                   "first_question_ms": round(seconds[0] * 1000, 1), "next_p50_ms": round(rest["p50_ms"], 1),
+                   "next_p95_ms": round(rest["p95_ms"], 1), "seeds": health.get("seeds"),
+                   "load_average_1m": round(load, 2)}
+            row["first_over_p50"] = round(row["first_question_ms"] / row["next_p50_ms"], 2)
+            figures["starts"].append(row)
+            console.print(f"  start {r + 1} ({row['data_folder']} data folder): ready after {row['startup_s']:.1f} s; "
+                          f"first question {row['first_question_ms']:.0f} ms, the next {len(seconds) - 1}: p50 "
+                          f"{row['next_p50_ms']:.0f} ms (first ÷ p50 {row['first_over_p50']:.2f}); load average {load:.1f}")
+    again = figures["starts"][1:]
+    if again:
+        figures["restart_s_median"] = round(statistics.median(s["startup_s"] for s in again), 2)
+        figures["first_over_p50_median"] = round(statistics.median(s["first_over_p50"] for s in figures["starts"]), 2)
+        console.print(f"start-up on a warm cache: {figures['starts'][0]['startup_s']:.1f} s on an empty data folder, "
+                      f"median {figures['restart_s_median']:.1f} s on the seeded one; first question ÷ p50 of the next "
+                      f"{queries}: median {figures['first_over_p50_median']:.2f}")
+    console.print(machine_line(figures["machine"]))
+    return figures
+
+
 def make_qa(tmp: Path, label: str, cache_dir: Path, data_dir: Path | None = None, **settings: str) -> QaSystem:
     """A qa server on its own data folder (``data_dir``, default a new one in ``tmp``), no seeds;
     ``settings`` are extra ``QA_*`` environment variables."""
     port = free_port()
     (tmp / "no-seeds").mkdir(exist_ok=True)
-    env = _child_env(QA_DATA_DIR=str(data_dir or tmp / f"{label}-data"), QA_SEEDS_DIR=str(tmp / "no-seeds"),
-                     QA_CACHE_DIR=str(cache_dir), QA_HOST=HOST, QA_PORT=str(port), **settings)
+    env = _child_env(**{"QA_DATA_DIR": str(data_dir or tmp / f"{label}-data"), "QA_SEEDS_DIR": str(tmp / "no-seeds"),
+                        "QA_CACHE_DIR": str(cache_dir), "QA_HOST": HOST, "QA_PORT": str(port), **settings})
     cmd = [sys.executable, "-m", "qa.cli", "serve", "--host", HOST, "--port", str(port), "--log-level", "warning"]
     system = QaSystem(ServerProcess(label, cmd, env=env, cwd=tmp, port=port, log=tmp / f"{label}.log"))
     system.name = label

@@ -76,6 +76,9 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           limit: Optional[int] = typer.Option(None, "--limit", min=1, help="--parity: only the first N XQuAD articles "
                                               "and N CMRC documents (8 passages each), for a quick run."),
           ocr: bool = typer.Option(True, "--ocr/--no-ocr", help="--parity: also the scans (OCR: the slow part)."),
+          startup: bool = typer.Option(False, "--startup", help="Instead: start-up to ready on a warm cache (an "
+                                       "empty data folder, then --load-rounds restarts on it) and the first question "
+                                       "against the next --queries."),
           ingest: bool = typer.Option(False, "--ingest", help="Instead: ingest of --ingest-passages never-embedded "
                                       "paragraphs over HTTP, through the batch endpoint and one POST per document from "
                                       "8 clients, alternating on fresh servers for --load-rounds rounds."),
@@ -84,7 +87,7 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
                                                    "direction."),
           output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
           ) -> None:
-    """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --ingest / --scale /
+    """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --startup / --ingest / --scale /
     --corpus-scale / --matryoshka / --formats / --parity."""
     from bench.benchmark import SCALE_VARIANTS, check_scale_variants, run_bench, run_scale, run_truncation, write_json
     from qa.cli import _settings
@@ -102,6 +105,11 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
         from bench.formats import run as run_formats
 
         write_json(output, {"formats": run_formats(console=out)})
+    elif startup:
+        from bench.benchmark import run_startup
+
+        write_json(output, {"startup": run_startup(_settings(None), rounds=load_rounds, queries=queries,
+                                                   eval_dir=eval_dir, console=out)})
     elif ingest:
         from bench.benchmark import run_ingest
 

@@ -6,6 +6,8 @@ lazily, so importing this package does not import torch.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,7 @@ __all__ = [
     "create_embedder",
     "embedder_for_mode",
     "fetch_embeddinggemma",
+    "load_in_background",
     "verify_model_folder",
 ]
 
@@ -103,3 +106,22 @@ def create_embedder(settings: Settings | None = None) -> Embedder:
                                       max_batch=settings.micro_batch_max,
                                       pass_tokens=pass_token_budget(settings.embed_batch_size))
     return CachedEmbedder(inner, EmbeddingCache(settings.embedding_cache_path), batch_size=settings.embed_batch_size)
+
+
+def load_in_background(settings: Settings) -> Future[Embedder]:
+    """:func:`create_embedder` and the model's :meth:`~embeddings.base.Embedder.warm_up`, started now in a
+    thread of their own (``qa serve``: OpenVINO imports the compiled model and runs its first passes outside
+    Python's lock, while the web application's modules are imported); the warmed-up embedder, or the
+    error, comes from the returned future."""
+    future: Future[Embedder] = Future()
+
+    def load() -> None:
+        try:
+            embedder = create_embedder(settings)
+            embedder.warm_up()
+            future.set_result(embedder)
+        except BaseException as exc:  # noqa: BLE001 - delivered to whoever waits for the model
+            future.set_exception(exc)
+
+    threading.Thread(target=load, name="qa-model-loader", daemon=True).start()
+    return future

@@ -91,6 +91,12 @@ class Embedder(ABC):
         """Tokens the model would see for ``text`` (backends with a tokenizer override this)."""
         return max(1, len(text) // 2)
 
+    def warm_up(self) -> None:
+        """Pay the model's first-use costs (weights paged in, kernels prepared for the shapes questions take)
+        before the service says it is ready; this default encodes a short and a long question."""
+        self.encode_queries(["warm-up"])
+        self.encode_queries(["When did the warm-up start, and which stages of the search did it run through?"])
+
 
 class LocalModelEmbedder(Embedder):
     """A model loaded from a local folder: its id names the folder, the weights' sha256 and any
@@ -147,3 +153,6 @@ class WrappingEmbedder(Embedder):
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()

@@ -162,6 +162,11 @@ class MicroBatchingEmbedder(WrappingEmbedder):
             return self._submit(_Request(texts, time.monotonic(), job=lambda: self._encode(texts)))
         return self._submit(_Request(texts, time.monotonic()))
 
+    def warm_up(self) -> None:
+        """The model's warm-up, on the worker thread (where every forward pass runs: torch keeps its thread
+        team per thread)."""
+        self._submit(_Request([], time.monotonic(), job=lambda: self.inner.warm_up() or True))
+
     def _submit(self, request: _Request) -> Any:
         """Queue ``request`` for the worker and wait for its result."""
         with self._cond:

@@ -13,6 +13,10 @@ neither torch nor transformers is imported. On a CPU with AMX or AVX512-BF16 Ope
 matmuls in bf16 by itself; its fused kernels make a lone short question much cheaper than torch's
 eager forward pass (docs/performance.md).
 
+The compiled model is cached too (OpenVINO's ``CACHE_DIR``, one folder per kind of CPU and OpenVINO
+version, see :func:`compiled_cache`; about 400 MB): a start on a warm cache imports it in well under a
+second instead of compiling it for several.
+
 Two details of the export:
 
 - The attention masks are built in the exported wrapper as finite additive masks: with transformers'
@@ -27,6 +31,8 @@ Two details of the export:
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,8 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from .base import LocalModelEmbedder, Titles, titled_prompt
+from .cpu import cpu_signature
 from .fetch import folder_digests
-from .passes import pass_token_budget, plan_passes
+from .passes import QUESTION_BUCKETS, bucket_length, pass_token_budget, plan_passes
 
 _XML = "model.xml"
 
@@ -47,6 +54,19 @@ def openvino_folder(folder: Path, digest: str) -> Path:
     # version 2: finite additive attention masks (version 1 gave NaN in heavily padded batches);
     # version 3: pooling, Dense heads and normalisation inside the IR, the token-embedding table in int8
     return derived_folder(folder, digest, "openvino", "embeddings.openvino:convert", version=3)
+
+
+def compiled_cache(ir: Path, version: str) -> Path | None:
+    """Where OpenVINO keeps the model compiled for this CPU (``CACHE_DIR``): ``compiled/<cpu>-<version>`` in
+    the IR's folder, so a copy of the folder on another kind of CPU, or another OpenVINO, compiles its own.
+    Compiling takes seconds (kernels chosen, weights repacked); importing the cached result, a fraction of
+    that. ``None`` where the folder cannot be written (then every start compiles)."""
+    folder = ir / "compiled" / f"{cpu_signature()}-{re.sub(r'[^A-Za-z0-9.]+', '_', version)[:40]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
 
 
 def convert(source: str, target: str) -> None:
@@ -126,6 +146,7 @@ class SentencePieceTokenizer:
         self._head = [self._sp.bos_id()] if config.get("add_bos_token", True) else []
         self._tail = [self._sp.eos_id()] if config.get("add_eos_token", False) else []
         self._pad = max(0, self._sp.pad_id())
+        self.filler = self._sp.piece_to_id("the")  # an ordinary token, for inputs of a given length
         self.max_length = max_length
 
     def count(self, text: str) -> int:
@@ -141,9 +162,11 @@ class SentencePieceTokenizer:
         """``(input_ids, attention_mask)`` int64 arrays, each text cut to ``max_length`` tokens in all."""
         return self.pad(self.rows(texts))
 
-    def pad(self, rows: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """``rows`` right-padded into ``(input_ids, attention_mask)`` int64 arrays."""
-        width = max(len(r) for r in rows)
+    def pad(self, rows: Sequence[list[int]], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``rows`` right-padded into ``(input_ids, attention_mask)`` int64 arrays ``width`` wide (default:
+        the bucket of the longest row, see :func:`~embeddings.passes.bucket_length`)."""
+        longest = max(len(r) for r in rows)
+        width = max(longest, width or min(bucket_length(longest), self.max_length))
         ids = np.full((len(rows), width), self._pad, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):
@@ -172,8 +195,13 @@ class OpenVinoEmbedder(LocalModelEmbedder):
         self._tokenizer = SentencePieceTokenizer(folder, max_length)
         prompts = _read_json(folder / "config_sentence_transformers.json").get("prompts") or {}
         self._query_prompt, self._passage_prompt = prompts.get("query", ""), prompts.get("document", "")
-        compiled = ov.Core().compile_model(str(openvino_folder(folder, digest) / _XML), "CPU",
-                                           {"INFERENCE_NUM_THREADS": max(1, threads), "PERFORMANCE_HINT": "LATENCY"})
+        ir = openvino_folder(folder, digest)
+        core = ov.Core()
+        cache = compiled_cache(ir, ov.get_version())
+        if cache is not None:  # a later start imports the compiled model instead of compiling it again
+            core.set_property({"CACHE_DIR": str(cache)})
+        compiled = core.compile_model(str(ir / _XML), "CPU",
+                                      {"INFERENCE_NUM_THREADS": max(1, threads), "PERFORMANCE_HINT": "LATENCY"})
         self._output = compiled.output(0)
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()  # one inference at a time on the one request
@@ -190,6 +218,12 @@ class OpenVinoEmbedder(LocalModelEmbedder):
 
     def count_tokens(self, text: str) -> int:
         return self._tokenizer.count(text)
+
+    def warm_up(self) -> None:
+        """Run each shape of a lone question once (every bucket length up to 64 tokens): the CPU runtime
+        prepares its kernels per input shape on first use (see :mod:`embeddings.passes`)."""
+        for width in QUESTION_BUCKETS:
+            self._infer_ids(*self._tokenizer.pad([[self._tokenizer.filler] * width]))
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         """Normalised vectors of ``texts`` (prompts included), in forward passes planned from their token

@@ -83,16 +83,21 @@ def serve(host: Optional[str] = typer.Option(None, help="Interface to bind (defa
           data_dir: Optional[Path] = DataDir,
           log_level: str = typer.Option("info")) -> None:
     """Run the HTTP API (ingests seeds/ into an empty store on first start)."""
-    from qa.api.app import create_app
-    from qa.api.server import serve as serve_app
+    from embeddings import load_in_background
+
+    settings = _settings(data_dir, host=host, port=port)
+    model = load_in_background(settings)  # the model loads while the web application's modules are imported
 
     from qa.api.logs import configure_logging
 
-    settings = _settings(data_dir, host=host, port=port)
     configure_logging(log_level, settings.log_format)
+    from qa.api.app import create_app
+    from qa.api.server import serve as serve_app
+    from qa.wiring import ServiceHolder
+
     console.print(f"qa serving on http://{settings.host}:{settings.port} (data: {settings.data_dir}); "
                   f"docs at /docs, health at /healthz")
-    serve_app(create_app(settings), settings, log_level)
+    serve_app(create_app(settings, ServiceHolder(settings, embedder=model)), settings, log_level)
 
 
 @app.command()

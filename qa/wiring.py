@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +27,10 @@ from qa.retrieval.confidence import Calibration
 from qa.retrieval.dictionary_leg import DictionaryLeg
 from qa.retrieval.evidence import EvidenceSelector
 from qa.retrieval.search import FusionWeights, SearchService
+from qa.retrieval.timing import StageTimes
+from qa.retrieval.types import SearchRequest
 from qa.settings import Settings
-from qa.store import create_store
+from qa.store import DEFAULT_COLLECTION, create_store
 from qa.text.dictionary import Dictionary, DictionaryUnavailable
 from qa.text.tokenize import cross_language_query, tokenize
 
@@ -196,13 +203,29 @@ def start_jobs(services: Services) -> JobQueue:
     return services.jobs
 
 
-def warm_up(services: Services) -> None:
-    """Pay the first-use costs before the service says it is ready: jieba's dictionary, the Traditional →
-    Simplified converter, pinyin, and the model's first forward pass (kernels, weights paged in)."""
-    sample = "預熱：上海G60科創走廊的徐汇区 warm-up"
-    tokenize(sample)
-    cross_language_query(sample, "zh")
-    services.embedder.encode_queries([sample])
+# Questions the service asks itself before it says it is ready: short and long, Chinese (Traditional too)
+# and English, so that every stage of a search has run once.
+WARM_UP_QUESTIONS = (
+    "預熱：上海G60科創走廊的徐汇区在哪里？",
+    "When did the warm-up of the service start, and which stages of the search did it run through first?",
+    "人工智能产业",
+    "warm-up",
+)
+
+
+def warm_up(services: Services, model: bool = True) -> None:
+    """Pay the first-use costs before the service says it is ready, so that the first question is as fast as
+    the hundredth: jieba's dictionary, the Traditional → Simplified converter, pinyin, the model's forward
+    passes at the question shapes (:meth:`~embeddings.base.Embedder.warm_up`), and two whole searches in the
+    default collection (indexes, second stage, evidence)."""
+    for question in WARM_UP_QUESTIONS:
+        tokenize(question)
+        cross_language_query(question, "zh")
+    if model:  # not when it was warmed up as it loaded (embeddings.load_in_background)
+        services.embedder.warm_up()
+    for question in WARM_UP_QUESTIONS[:2]:
+        services.search.search(SearchRequest(query=question, collection=DEFAULT_COLLECTION))
+
 
 
 def ingest_seeds_if_empty(services: Services) -> str:
@@ -227,16 +250,40 @@ def ingest_seeds_if_empty(services: Services) -> str:
     return note
 
 
+def process_age_s() -> float:
+    """Seconds since this process started (``/proc/self/stat``; where there is none, since this module loaded)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _LOADED
+
+
+_LOADED = time.perf_counter()
+
+
 @dataclass
 class ServiceHolder:
     """Builds the services in a background thread so the HTTP server answers /healthz while loading."""
 
     settings: Settings
     services: Services | None = None
+    embedder: Future[Embedder] | None = None  # the model, loaded and warmed up from earlier on (qa serve)
     status: str = "starting"
     error: str | None = None
     seeds: str | None = None  # what became of the seeds folder (see ingest_seeds_if_empty)
     ready: threading.Event = field(default_factory=threading.Event)
+    startup_s: dict[str, float] = field(default_factory=dict)  # seconds per part of the start-up (/healthz)
+
+    @contextmanager
+    def _timed(self, part: str) -> Iterator[None]:
+        times = StageTimes()
+        try:
+            with times.stage(part):
+                yield
+        finally:
+            self.startup_s[part] = round(times.ms[part] / 1000.0, 2)
 
     def start(self, background: bool = True) -> None:
         if background:
@@ -247,20 +294,29 @@ class ServiceHolder:
     def _load(self) -> None:
         try:
             self.status = "loading model"
-            services = build_services(self.settings)
+            self.startup_s["imports"] = round(process_age_s(), 2)  # the interpreter, the modules, the HTTP server
+            with self._timed("model"):
+                embedder = self.embedder.result() if self.embedder is not None else None
+            with self._timed("services"):
+                services = build_services(self.settings, embedder)
             try:
                 check_calibrated(services)
             except UncalibratedModelError:
                 services.close()
                 raise
-            self.status = "warming up"
-            warm_up(services)
             self.status = "ingesting seeds"
-            self.seeds = ingest_seeds_if_empty(services)
+            with self._timed("seeds"):
+                self.seeds = ingest_seeds_if_empty(services)
+            self.status = "warming up"
+            with self._timed("warm_up"):
+                warm_up(services, model=self.embedder is None)
             services.corpus.start_checkpointer()
             start_jobs(services)
             self.services = services
             self.status = "ready"
+            self.startup_s["total"] = round(process_age_s(), 2)
+            log.info("ready after %.1f s (%s)", self.startup_s["total"],
+                     ", ".join(f"{k} {v:.2f} s" for k, v in self.startup_s.items() if k != "total"))
         except Exception as exc:  # reported by /healthz and every request
             log.exception("start-up failed")
             self.error = f"{type(exc).__name__}: {exc}"

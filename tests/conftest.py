@@ -23,6 +23,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS_DIR = ROOT / "seeds"
+# the shared eval sets beside the checkout (../shared/eval), or beside a folder holding it (a worktree)
+EVAL_DIR = next((d / "shared" / "eval" for d in ROOT.parents if (d / "shared" / "eval" / "xquad").is_dir()),
+                Path("../shared/eval"))
 STARTUP_TIMEOUT_S = 600.0
 REQUEST_TIMEOUT_S = 180.0
 

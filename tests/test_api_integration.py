@@ -467,6 +467,12 @@ def test_healthz_reports_model_and_counts(fast_server: QAServer):
     listing = fast_server.client.get("/v1/documents", params={"limit": 1000}).json()
     assert body["documents"] == listing["total"]
     assert body["passages"] == sum(d["passages"] for d in listing["documents"])
+    # Where the start-up went: the loading of the model overlaps the imports, so the parts after the imports
+    # (waiting for the model, services, seeds, warm-up) add up to the rest of the total.
+    took = body["startup_s"]
+    assert set(took) == {"imports", "model", "services", "seeds", "warm_up", "total"}, took
+    after_imports = took["model"] + took["services"] + took["seeds"] + took["warm_up"]
+    assert all(v >= 0 for v in took.values()) and took["imports"] + after_imports <= took["total"] + 0.1, took
 
 
 def test_cli_ask_prints_a_citation(qa_cli, tmp_path):

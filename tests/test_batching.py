@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from embeddings import CachedEmbedder, MicroBatchingEmbedder, create_embedder
+from embeddings.passes import bucket_length
+from conftest import EVAL_DIR
 from embeddings.use_m import UseMEmbedder
 from qa.settings import Settings
 
@@ -345,7 +347,7 @@ def _outcome(fn, *args):
 
 
 def test_plan_passes_pads_little_and_respects_its_caps():
-    from embeddings.passes import padded_tokens, plan_passes
+    from embeddings.passes import bucket_length, padded_tokens, plan_passes
 
     rng = np.random.default_rng(7)
     lengths = [int(x) for x in rng.integers(8, 400, size=300)]
@@ -357,12 +359,22 @@ def test_plan_passes_pads_little_and_respects_its_caps():
     by_length = sorted(range(300), key=lambda i: -lengths[i])
     sorted_eights = [by_length[i:i + 8] for i in range(0, 300, 8)]
     planned = padded_tokens(lengths, passes)
-    assert planned < 1.05 * sum(lengths)  # within 5 % of the real tokens
+    assert planned < 1.05 * sum(bucket_length(n) for n in lengths)  # within 5 % of the tokens padded to buckets
+    assert sum(bucket_length(n) for n in lengths) < 1.125 * sum(lengths)
     assert planned < padded_tokens(lengths, sorted_eights) < padded_tokens(lengths, in_order)
     # Short texts go many to a pass (the fixed cost of a pass is paid once), a text over the cap alone.
     assert len(plan_passes([12] * 64, max_tokens=4096)) == 1
     assert plan_passes([5000, 10], max_tokens=4096) == [[0], [1]]
     assert plan_passes([], max_tokens=4096) == []
+
+
+def test_bucket_lengths_pad_little_and_make_few_shapes():
+    from embeddings.passes import bucket_length
+
+    assert [bucket_length(n) for n in (1, 8, 9, 17, 64, 65, 127, 128, 129, 300, 2048)] == \
+        [8, 8, 16, 24, 64, 72, 128, 128, 144, 320, 2048]
+    assert all(n <= bucket_length(n) <= max(n + 7, n * 1.125) for n in range(1, 5000))
+    assert len({bucket_length(n) for n in range(1, 513)}) <= 40  # shapes the CPU runtime prepares kernels for
 
 
 def test_closed_batcher_refuses_calls(inner):
@@ -409,6 +421,31 @@ def test_reduced_precision_embeddinggemma_has_its_own_id_and_close_vectors(mode,
 
 
 @pytest.mark.slow
+def test_openvino_warm_up_runs_every_shape_a_lone_question_takes():
+    """The first question is as fast as the hundredth: the CPU runtime prepares its kernels per input shape, and
+    after the warm-up no question (XQuAD's, both languages, prompt included) brings a shape it has not run."""
+    folder = Settings().models_dir / "embeddinggemma-300m"
+    if not folder.is_dir():
+        pytest.skip(f"EmbeddingGemma is not installed in {folder} (run `qa models fetch`)")
+    import json
+
+    from embeddings.openvino import OpenVinoEmbedder
+
+    model = OpenVinoEmbedder(folder, batch_size=8)
+    shapes: list[tuple[int, int]] = []
+    infer = model._infer_ids
+    model._infer_ids = lambda ids, mask: shapes.append(ids.shape) or infer(ids, mask)
+    model.warm_up()
+    warmed = set(shapes)
+    eval_file = EVAL_DIR / "xquad" / "questions.jsonl"
+    questions = QUESTIONS + ([json.loads(line)["question"] for line in eval_file.open(encoding="utf-8")][::20]
+                             if eval_file.is_file() else [])
+    shapes.clear()
+    for question in questions:
+        model.encode_queries([question])
+    assert len(shapes) == len(questions) and set(shapes) <= warmed, sorted(set(shapes) - warmed)
+
+
 def test_openvino_gives_a_padded_text_the_vector_it_gets_alone():
     folder = Settings().models_dir / "embeddinggemma-300m"
     if not folder.is_dir():
@@ -419,10 +456,15 @@ def test_openvino_gives_a_padded_text_the_vector_it_gets_alone():
     texts = ["短句。", "A short one.",
              "黑豹队的防守只丢了308分，在联赛中排名第六，同时也以24次拦截领先全联盟，并且四次入选职业碗。" * 4,
              "Photosynthesis converts light energy into chemical energy stored in glucose. " * 6]
-    together = model.encode_passages(texts)  # one padded batch: the short texts carry long padding
-    for text, row in zip(texts, together):
-        alone = model.encode_passages([text])[0]
+    rows = model._tokenizer.rows(texts)
+    together = model._infer_ids(*model._tokenizer.pad(rows))  # one padded batch: the short texts carry long padding
+    for text, ids, row in zip(texts, rows, together):
+        alone = model._infer_ids(*model._tokenizer.pad([ids], width=len(ids)))[0]  # exactly its length, no padding
         assert np.isfinite(row).all() and float(row @ alone) > 0.9999, text[:20]
+    # Padding to a bucket length (what every pass gets) changes nothing either.
+    bucketed = model._infer_ids(*model._tokenizer.pad([rows[1]]))[0]
+    assert model._tokenizer.pad([rows[1]])[0].shape[1] == bucket_length(len(rows[1])) > len(rows[1])
+    assert float(bucketed @ model._infer_ids(*model._tokenizer.pad([rows[1]], width=len(rows[1])))[0]) > 0.9999
 
 
 @pytest.mark.slow

@@ -14,15 +14,13 @@ import numpy as np
 import pytest
 
 from bench.corpus_scale import LIGHT_MODEL, filter_variants
+from conftest import EVAL_DIR
 from bench.synthetic_corpus import (CorpusSpec, build_data_folder, expected_passages, folder_settings, index_data_folder,
                                     read_manifest)
 from qa.store.base import SearchFilter
 from qa.text.tokenize import passage_tokens
 from qa.wiring import build_corpus
 
-# the shared eval sets beside the checkout (../shared/eval), or beside a folder holding it (a worktree)
-EVAL_DIR = next((d / "shared" / "eval" for d in Path(__file__).resolve().parents[1].parents
-                 if (d / "shared" / "eval" / "xquad").is_dir()), Path("../shared/eval"))
 N = 300
 
 pytestmark = pytest.mark.skipif(not (EVAL_DIR / "xquad" / "passages.jsonl").is_file(),

@@ -308,3 +308,7 @@ class HealthOut(BaseModel):
     dictionary: str | None = Field(
         None, description="The bilingual dictionary of the cross-language leg: 'CC-CEDICT, N entries', 'off', or "
         "'unavailable: why' (the service then answers without it: cross-language questions rank worse).")
+    startup_s: dict[str, float] | None = Field(
+        None, description="Seconds each part of the start-up took: imports (from the process's start to the "
+        "loading of the services: the interpreter, the modules, the HTTP server), model (then waiting for it to "
+        "load), services (store, indexes, dictionary), seeds, warm_up, and total (from the process's start to ready).")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from openai import OpenAI
-
 from qa.chat.answer import Citation
 
 SYSTEM_PROMPT = (
@@ -52,6 +50,8 @@ def build_messages(question: str, citations: Sequence[Citation], history: Sequen
 
 class UpstreamLLM:
     def __init__(self, base_url: str, api_key: str | None, model: str, timeout_s: float):
+        from openai import OpenAI  # here: a second of start-up (its types) that a service without QA_LLM_BASE_URL never needs
+
         self.model = model
         self.client = OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
 

@@ -23,6 +23,6 @@ def healthz(holder: ServiceHolder = Depends(get_holder)) -> JSONResponse:
         collections=len(s.corpus.store.list_collections()) if s else None,
         index_lag=s.corpus.lag if s else None,
         answerable_threshold=s.search.threshold if s else None, seeds=holder.seeds,
-        dictionary=s.dictionary_status if s else None,
+        dictionary=s.dictionary_status if s else None, startup_s=holder.startup_s or None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if s is not None else 503)
