@@ -144,6 +144,18 @@ class Settings(BaseSettings):
     max_document_passages: int = Field(20_000, ge=1, description="Most passages one document may make (422 "
                                        "otherwise: split it).")
 
+    # API keys (qa keys create; docs/security.md)
+    insecure_no_auth: bool = Field(False, description="Let qa serve bind a non-loopback address while no API key "
+                                   "exists (anyone who reaches it may read and change everything); the same as "
+                                   "qa serve --insecure-no-auth. Once a key exists every request needs one anyway.")
+    key_cache_s: float = Field(5.0, ge=0, description="Seconds a checked key (and the number of keys) is "
+                               "remembered: a key revoked on another replica or with `qa keys revoke` is refused "
+                               "within this time (at once on the server that revoked it through /v1/keys).")
+    rate_limit_per_second: float = Field(20.0, ge=0, description="Requests one API key may make in any second "
+                                         "(429 with Retry-After beyond); 0: no limit. A key may have its own.")
+    rate_limit_per_minute: int = Field(600, ge=0, description="Requests one API key may make in any minute; 0: no "
+                                       "limit. Counted per server process (each replica counts its own).")
+
     # Optional upstream language model (OpenAI-compatible) for generated chat answers
     llm_base_url: str | None = None
     llm_api_key: str | None = None
