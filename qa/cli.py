@@ -1,4 +1,4 @@
-"""The ``qa`` command line: serve, mcp, ingest, sync, ask, reindex, eval, bench, models fetch."""
+"""The ``qa`` command line: serve, mcp, ingest, sync, ask, reindex, keys, eval, bench, models fetch."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ models_app = typer.Typer(help="Obtain and verify embedding models.", no_args_is_
 app.add_typer(models_app, name="models")
 collections_app = typer.Typer(help="Knowledge bases (collections): list, create, delete.", no_args_is_help=True)
 app.add_typer(collections_app, name="collections")
+keys_app = typer.Typer(help="API keys: create, list, revoke (docs/security.md).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
 
@@ -81,11 +83,16 @@ CollectionOpt = typer.Option("default", "--collection", "-c", help="The knowledg
 def serve(host: Optional[str] = typer.Option(None, help="Interface to bind (default 127.0.0.1)."),
           port: Optional[int] = typer.Option(None, help="Port (default 8000)."),
           data_dir: Optional[Path] = DataDir,
+          insecure_no_auth: bool = typer.Option(
+              False, "--insecure-no-auth", help="Bind a non-loopback address although no API key exists: anyone "
+              "who reaches it may read and change everything (QA_INSECURE_NO_AUTH)."),
           log_level: str = typer.Option("info")) -> None:
-    """Run the HTTP API (ingests seeds/ into an empty store on first start)."""
+    """Run the HTTP API (ingests seeds/ into an empty store on first start). Once an API key exists
+    (`qa keys create`) every request needs one."""
+    settings = _settings(data_dir, host=host, port=port, insecure_no_auth=insecure_no_auth or None)
+    _check_exposure(settings)
     from embeddings import load_in_background
 
-    settings = _settings(data_dir, host=host, port=port)
     model = load_in_background(settings)  # the model loads while the web application's modules are imported
 
     from qa.api.logs import configure_logging
@@ -98,6 +105,28 @@ def serve(host: Optional[str] = typer.Option(None, help="Interface to bind (defa
     console.print(f"qa serving on http://{settings.host}:{settings.port} (data: {settings.data_dir}); "
                   f"docs at /docs, health at /healthz")
     serve_app(create_app(settings, ServiceHolder(settings, embedder=model)), settings, log_level)
+
+
+def _check_exposure(settings: Settings) -> None:
+    """Refuse to serve every document to the network without keys, unless told so explicitly."""
+    if settings.loopback_only or settings.insecure_no_auth:
+        return
+    from qa.keys import create_key_store
+    from qa.store.base import StoreError
+
+    try:
+        store = create_key_store(settings)
+        try:
+            keys = store.count()
+        finally:
+            store.close()
+    except StoreError as exc:
+        _fail(f"cannot tell whether API keys exist ({exc}), so {settings.host} is not served")
+    if keys == 0:
+        _fail(f"no API key exists, so serving on {settings.host} would let anyone who reaches it read, add and "
+              "delete every document. Create a key first: `qa keys create --role admin` (then every request needs "
+              "`Authorization: Bearer <key>`), bind 127.0.0.1, or pass --insecure-no-auth (QA_INSECURE_NO_AUTH=true) "
+              "if something in front of qa authenticates requests.")
 
 
 @app.command()
@@ -399,6 +428,9 @@ def _reembed(settings: Settings) -> None:
         copied = fresh.documents.copy_from(old, lambda _: progress.advance(task))
     fresh.close()
     old.close()
+    keys = settings.data_dir / "keys.sqlite"
+    if keys.exists():  # the API keys stay with the folder
+        shutil.copy2(keys, fresh_dir / keys.name)
     backup = settings.data_dir.with_name(settings.data_dir.name + ".before-reindex")
     shutil.rmtree(backup, ignore_errors=True)
     settings.data_dir.rename(backup)
@@ -416,7 +448,8 @@ def migrate(from_data_dir: Optional[Path] = typer.Option(
     QA_INDEX=milvus) without re-embedding; then check the counts and that sample questions get identical
     results. Rerun after an interruption: documents already copied are skipped."""
     from embeddings import create_embedder
-    from qa.migrate import compare_answers, copy_store, sample_questions
+    from qa.keys import create_key_store
+    from qa.migrate import compare_answers, copy_keys, copy_store, sample_questions
     from qa.store import StoreError, create_store
 
     settings = _settings()
@@ -439,7 +472,12 @@ def migrate(from_data_dir: Optional[Path] = typer.Option(
     sample = sample_questions(source, questions)
     source.close()
     target.close()
-    console.print(f"copied {report.documents} documents ({report.passages} passages); {report.skipped} already there")
+    key_stores = [create_key_store(local), create_key_store(settings)][::1 if from_data_dir is not None else -1]
+    keys = copy_keys(*key_stores)
+    for store in key_stores:
+        store.close()
+    console.print(f"copied {report.documents} documents ({report.passages} passages); {report.skipped} already there; "
+                  f"{keys} API keys")
     wrong = [f"{name}: {sd} documents and {sp} passages in the source, {td} and {tp} in the target"
              for name, (sd, td, sp, tp) in report.counts.items() if (sd, sp) != (td, tp)]
     embedder = create_embedder(settings)
@@ -493,6 +531,104 @@ def collections_delete(name: str, data_dir: Optional[Path] = DataDir,
         services.documents.delete_collection(name)
     services.close()
     console.print(f"deleted collection {name}")
+
+
+@contextmanager
+def _keys(data_dir: Optional[Path]):
+    """The key service of the configured store; an unreadable or unreachable store ends the command."""
+    from qa.keys import KeyService, create_key_store
+    from qa.store.base import StoreError
+
+    settings = _settings(data_dir)
+    keys = KeyService(lambda: create_key_store(settings), cache_s=0)
+    try:
+        yield keys
+    except StoreError as exc:
+        _fail(str(exc))
+    finally:
+        keys.close()
+
+
+def _expiry(text: str):
+    """``30d``, ``12h``, ``90m`` from now, or an ISO date or time (UTC unless it says otherwise)."""
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    match = re.fullmatch(r"(\d+)([dhm])", text.strip())
+    if match:
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]
+        return datetime.now(timezone.utc).replace(microsecond=0) + timedelta(**{unit: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter("give a duration (30d, 12h, 90m) or an ISO date or time (2027-01-31, "
+                                 "2027-01-31T18:00+08:00)", param_hint="--expires") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@keys_app.command("create")
+def keys_create(role: str = typer.Option(..., "--role", help="read, write (add and delete documents) or admin "
+                                         "(collections and keys too)."),
+                collections: Optional[list[str]] = typer.Option(
+                    None, "--collection", "-c", help="A collection the key sees (repeat for more)."),
+                all_collections: bool = typer.Option(False, "--all", help="The key sees every collection (admin "
+                                                     "keys always do)."),
+                name: str = typer.Option("", "--name", help="What the key is for (shown by `qa keys list`)."),
+                expires: Optional[str] = typer.Option(None, "--expires", help="30d, 12h, 90m, or an ISO date or time."),
+                rate_per_second: Optional[float] = typer.Option(
+                    None, "--rate-per-second", help="This key's own limit (default QA_RATE_LIMIT_PER_SECOND; 0: none)."),
+                rate_per_minute: Optional[int] = typer.Option(
+                    None, "--rate-per-minute", help="This key's own limit (default QA_RATE_LIMIT_PER_MINUTE; 0: none)."),
+                data_dir: Optional[Path] = DataDir) -> None:
+    """Create an API key and print it (once: only its salted hash is kept). From then on every request to
+    the service needs a key (a running server notices within QA_KEY_CACHE_S)."""
+    from qa.keys import Role
+
+    try:
+        chosen = Role.named(role)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--role") from None
+    if chosen is not Role.ADMIN and bool(collections) == all_collections:
+        _fail("say which collections the key sees: --collection NAME (repeatable) or --all")
+    scope = None if all_collections or (chosen is Role.ADMIN and not collections) else collections
+    with _keys(data_dir) as keys:
+        try:
+            token, record = keys.create(chosen, scope, name, _expiry(expires) if expires else None,
+                                        rate_per_second, rate_per_minute)
+        except ValueError as exc:
+            _fail(str(exc))
+    scope = "every collection" if record.collections is None else ", ".join(record.collections)
+    console.print(f"created key {record.id} ({record.role.label}, {scope}"
+                  + (f", expires {record.expires_at.isoformat()}" if record.expires_at else "") + "); it is shown "
+                  "only now: send it as `Authorization: Bearer <key>`")
+    print(token)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: Optional[Path] = DataDir) -> None:
+    """Every key: id, state, role, collections, expiry, rate limits, name (never a key or its hash)."""
+    from qa.keys.base import iso
+
+    with _keys(data_dir) as keys:
+        found = keys.list()
+    for k in found:
+        rates = " ".join(f"{'default' if r is None else f'{r:g}'}/{w}"
+                         for r, w in ((k.rate_per_second, "s"), (k.rate_per_minute, "min")))
+        print(f"{k.id}\t{k.state()}\t{k.role.label}\t{'*' if k.collections is None else ','.join(k.collections)}\t"
+              f"expires {iso(k.expires_at) or 'never'}\t{rates}\t{k.name}")
+    if not found:
+        console.print("no API keys: the service is open to whoever reaches it (loopback only by default)")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (qa keys list)."),
+                data_dir: Optional[Path] = DataDir) -> None:
+    """Revoke a key: a running server refuses it within QA_KEY_CACHE_S seconds."""
+    with _keys(data_dir) as keys:
+        record = keys.revoke(key_id)
+    if record is None:
+        _fail(f"no API key with id {key_id!r} (qa keys list shows them)")
+    console.print(f"revoked key {record.id} ({record.role.label}, {record.name or 'no name'})")
 
 
 @models_app.command("fetch")

@@ -17,13 +17,13 @@ load waits for them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from pydantic import BaseModel, Field
@@ -31,8 +31,10 @@ from starlette.routing import Route
 
 from qa import __version__
 from qa.api.errors import error_body
+from qa.api.principal import hide_unseen, principal_of, require_collection
 from qa.api.schemas import EvidenceOut, PassageOut, SearchOut
 from qa.chat.service import ChatInputError
+from qa.keys import OPEN, Principal
 from qa.retrieval.types import SearchRequest
 from qa.store.base import DEFAULT_COLLECTION, CollectionNotFoundError, InvalidCollectionNameError
 from qa.settings import Settings
@@ -75,12 +77,24 @@ class AskOut(BaseModel):
 CollectionArg = Annotated[str, Field(description="The knowledge base (collection) to use; default \"default\".")]
 
 
+def _principal(ctx: Context | None) -> Principal:
+    """Who calls: the API key of the HTTP request (checked by the HTTP service), or over stdio the local
+    user who started ``qa mcp``, who may read everything."""
+    request = ctx.request_context.request if ctx is not None else None
+    return OPEN if request is None else principal_of(request.scope)
+
+
 @contextmanager
-def _tool_errors() -> Iterator[None]:
-    """Unknown or invalid collections become tool errors naming what exists."""
+def _tool_errors(principal: Principal, services: Callable[[], Services], collection: str) -> Iterator[None]:
+    """A collection the caller's key does not see is answered as a missing one; unknown or invalid
+    collections become tool errors naming those there are (that the key sees)."""
     try:
+        require_collection(principal, collection,
+                           lambda: [c.name for c in services().documents.list_collections()])
         yield
-    except (CollectionNotFoundError, InvalidCollectionNameError) as exc:
+    except CollectionNotFoundError as exc:
+        raise ToolError(str(hide_unseen(principal, exc))) from exc
+    except InvalidCollectionNameError as exc:
         raise ToolError(str(exc)) from exc
 
 
@@ -107,21 +121,21 @@ def create_mcp_server(holder: ServiceHolder, start_holder: bool = False) -> MCPS
     def search(query: Annotated[str, Field(min_length=1, max_length=2000, description="The question, Chinese or English.")],
                top_k: Annotated[int, Field(ge=1, le=50, description="How many passages.")] = 5,
                lang: Annotated[Literal["zh", "en"] | None, Field(description="Only passages in this language.")] = None,
-               collection: CollectionArg = DEFAULT_COLLECTION,
+               collection: CollectionArg = DEFAULT_COLLECTION, ctx: Context | None = None,
                ) -> SearchOut:
         """Passages that answer the question, best first, each with its evidence sentence and exact offsets."""
         if not query.strip():
             raise ToolError("query is empty: ask a question in Chinese or English")
-        with _tool_errors():
+        with _tool_errors(_principal(ctx), lambda: _services(holder), collection):
             result = _services(holder).search.search(SearchRequest(query=query, top_k=top_k, lang=lang,
                                                                    collection=collection))
         return SearchOut.from_result(result)
 
     @server.tool(title="Read a passage")
     def get_passage(passage_id: Annotated[str, Field(description='A passage id, e.g. "doc:3".')],
-                    collection: CollectionArg = DEFAULT_COLLECTION) -> PassageOut:
+                    collection: CollectionArg = DEFAULT_COLLECTION, ctx: Context | None = None) -> PassageOut:
         """One passage by id: its text, document, section, paragraph number and offsets."""
-        with _tool_errors():
+        with _tool_errors(_principal(ctx), lambda: _services(holder), collection):
             p = _services(holder).documents.passage(passage_id, collection)
         if p is None:
             raise ToolError(f"no passage with id {passage_id!r} in collection {collection!r}; passage ids come from "
@@ -130,14 +144,14 @@ def create_mcp_server(holder: ServiceHolder, start_holder: bool = False) -> MCPS
 
     @server.tool(title="Ask a question")
     def ask(question: Annotated[str, Field(min_length=1, max_length=2000, description="Chinese or English.")],
-            collection: CollectionArg = DEFAULT_COLLECTION) -> AskOut:
+            collection: CollectionArg = DEFAULT_COLLECTION, ctx: Context | None = None) -> AskOut:
         """A short answer with numbered [n] citations, or a plain statement that the documents do not answer."""
         chat = _services(holder).chat
         if chat is None:
             raise ToolError("the chat service is not configured")
         model = "qa" if collection == DEFAULT_COLLECTION else f"qa/{collection}"
         try:
-            with _tool_errors():
+            with _tool_errors(_principal(ctx), lambda: _services(holder), collection):
                 _services(holder).documents.collection(collection)  # unknown: say which ones there are
                 answer = chat.answer([{"role": "user", "content": question}], model, with_sources=False)
         except ChatInputError as exc:

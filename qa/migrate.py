@@ -8,6 +8,9 @@ The target's indexes then follow its change sequence as after any write (the emb
 replays it on open; the outbox worker applies it to Milvus). Documents the target already holds
 with the same content hash are skipped, so an interrupted migration resumes where it stopped.
 
+API keys go along (:func:`copy_keys`: their salted hashes, scopes and states), so the same keys work
+after the move.
+
 Verification: the same counts of documents and passages per collection, and a sample of questions
 (the first sentence of passages spread over the corpus) answered alike by both backends: the same
 top passages, each scored within 0.01 (so in the same order but for near ties), and the same verdict
@@ -20,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from qa.keys import KeyStore
 from qa.models import Document
 from qa.store.base import IndexEntry, PassageStore, StoredPassage
 
@@ -137,3 +141,11 @@ def compare_answers(first, second, questions: list[tuple[str, str]], top_k: int 
                                f"{[(h.passage.id, round(h.score, 4)) for h in a.hits[:top_k]]} (answerable {a.answerable})"
                                f" vs {[(h.passage.id, round(h.score, 4)) for h in b.hits[:top_k]]} (answerable {b.answerable})")
     return differences
+
+
+def copy_keys(source: KeyStore, target: KeyStore) -> int:
+    """Every API key of ``source`` that ``target`` lacks (by id), as stored; how many were copied."""
+    missing = [key for key in source.list() if target.get(key.id) is None]
+    for key in missing:
+        target.add(key)
+    return len(missing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -224,6 +225,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether ``host`` keeps the service on this machine (127.0.0.0/8, ::1, localhost): where it may run
+        without API keys. A host name other than localhost counts as reachable from elsewhere."""
+        host = self.host.strip("[]").lower()
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def models_dir(self) -> Path:

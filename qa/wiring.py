@@ -23,6 +23,7 @@ from qa.ingest.formats import SUPPORTED_EXTENSIONS, ParseOptions
 from qa.ingest.originals import OriginalFiles
 from qa.ingest.service import IngestService
 from qa.jobs import JobQueue, create_job_queue
+from qa.keys import KeyService, create_key_store
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.dictionary_leg import DictionaryLeg
 from qa.retrieval.evidence import EvidenceSelector
@@ -187,6 +188,11 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     chat = ChatService(search, create_upstream(settings), max_query_chars=settings.max_query_chars)
     return Services(settings, embedder, corpus, ingest, documents, search, chat, originals,
                     dictionary_status=dictionary_status)
+
+
+def build_keys(settings: Settings) -> KeyService:
+    """The API keys, kept where the passage store is (opened on first use)."""
+    return KeyService(lambda: create_key_store(settings), cache_s=settings.key_cache_s)
 
 
 def job_handlers(services: Services) -> dict:

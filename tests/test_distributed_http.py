@@ -178,6 +178,45 @@ def test_concurrent_writes_of_one_document_through_both_replicas(replicas):
     a.client.delete(f"/v1/documents/{doc_id}")
 
 
+def test_keys_live_in_postgres_and_every_replica_honours_them(replicas, tmp_path):
+    """A key made through one replica's admin API is required and accepted by the other; a key revoked
+    through one is refused by the other within QA_KEY_CACHE_S (5 s by default); ``qa keys`` on the same
+    settings sees them. The keys are removed from the database afterwards (the service is open again)."""
+    import psycopg
+
+    from conftest import QACli
+
+    a, b = replicas
+    settings = {k: v for k, v in a.env.items() if k.startswith("QA_")}
+    bound = 5.0 + 1.5
+
+    def until(check, what: str) -> None:
+        deadline = time.monotonic() + bound
+        while not check():
+            assert time.monotonic() < deadline, f"{what} not within {bound} s"
+            time.sleep(0.2)
+
+    try:
+        admin = a.client.post("/v1/keys", json={"role": "admin", "rate_per_second": 0}).json()["key"]  # open still
+        made = a.client.post("/v1/keys", json={"role": "read", "collections": ["default"]},
+                             headers={"Authorization": f"Bearer {admin}"})
+        assert made.status_code == 201, made.text
+        read, read_id = made.json()["key"], made.json()["id"]
+        until(lambda: b.client.get("/v1/collections").status_code == 401, "the other replica requiring keys")
+        ok = b.client.get("/v1/collections", headers={"Authorization": f"Bearer {read}"})
+        assert ok.status_code == 200 and [c["name"] for c in ok.json()["collections"]] == ["default"]
+        assert read_id in QACli(tmp_path).run("keys", "list", **settings).stdout
+        assert a.client.delete(f"/v1/keys/{read_id}", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+        assert a.client.get("/v1/collections", headers={"Authorization": f"Bearer {read}"}).status_code == 401
+        until(lambda: b.client.get("/v1/collections", headers={"Authorization": f"Bearer {read}"}).status_code == 401,
+              "the other replica refusing the revoked key")
+    finally:
+        with psycopg.connect(settings["QA_POSTGRES_DSN"], autocommit=True) as conn:
+            conn.execute("DELETE FROM qa_api_keys")
+        for server in (a, b):
+            until(lambda: server.client.get("/v1/collections").status_code == 200, "the service open again")
+
+
 # --- outages and unreachable engines ------------------------------------------------------------------
 def _start(tmp_path_factory, name: str, **env) -> QAServer:
     return start_server(name, tmp_path_factory.mktemp(name), artifacts_dir(tmp_path_factory), QA_EMBEDDER="use-m",

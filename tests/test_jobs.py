@@ -50,6 +50,14 @@ def test_a_job_runs_reports_progress_and_keeps_its_result(queue: FolderJobQueue,
     assert queue.list()[0].id == job.id
 
 
+def test_jobs_are_listed_per_collection(queue: FolderJobQueue) -> None:
+    made = {c: [queue.submit("count", {"collection": c}, b"x").id for _ in range(3)] for c in ("a", "b")}
+    unnamed = queue.submit("count", {}, b"x").id  # a job naming no collection adds to the default one
+    assert [j.id for j in queue.list(2, {"a"})] == made["a"][:0:-1]
+    assert {j.id for j in queue.list(50, {"b", "default"})} == {*made["b"], unnamed}
+    assert len(queue.list(50)) == 7 and queue.list(50, set()) == []
+
+
 def test_failures_are_the_jobs_answer_and_the_worker_goes_on(queue: FolderJobQueue) -> None:
     failed = queue.submit("fail", {}, b"")
     crashed = queue.submit("crash", {}, b"")

@@ -17,19 +17,23 @@ def test_migrate_a_data_folder_into_postgres_and_milvus_and_back(qa_cli, tmp_pat
     extra.write_text("Tide tables\n\nThe harbour office prints the tide tables every spring.\n", encoding="utf-8")
     ran = qa_cli.run("ingest", SEEDS_DIR, extra, "--data-dir", folder, **light)
     assert ran.returncode == 0, ran.stderr
+    key_id = qa_cli.run("keys", "create", "--role", "read", "--all", "--data-dir", folder, **light).stdout.split("_")[1]
 
     into = qa_cli.run("migrate", "--from-data-dir", folder, "--questions", "12", **distributed)
     assert into.returncode == 0, into.stderr
     assert "verified" in into.stderr and "12 sample questions" in into.stderr and "0 already there" in into.stderr
+    assert "; 1 API keys" in into.stderr  # the keys go along
+    assert key_id in qa_cli.run("keys", "list", **distributed).stdout
 
     again = qa_cli.run("migrate", "--from-data-dir", folder, "--questions", "4", **distributed)
     assert again.returncode == 0, again.stderr
-    assert "copied 0 documents" in again.stderr and "2 already there" in again.stderr
+    assert "copied 0 documents" in again.stderr and "2 already there" in again.stderr and "; 0 API keys" in again.stderr
 
     back = tmp_path / "back"
     out = qa_cli.run("migrate", "--to-data-dir", back, "--questions", "12", **distributed)
     assert out.returncode == 0, out.stderr
     assert "verified" in out.stderr and (back / "store.sqlite").is_file()
+    assert "; 1 API keys" in out.stderr and key_id in qa_cli.run("keys", "list", "--data-dir", back, **light).stdout
 
     # a target holding something else is not reported as verified
     other = tmp_path / "other.txt"

@@ -46,6 +46,17 @@ def test_a_job_submitted_through_one_replica_is_run_and_seen_through_another(que
     assert front.db.one("SELECT upload FROM qa_jobs WHERE id = %s", (job.id,))[0] is None, "upload dropped once done"
 
 
+def test_jobs_are_listed_per_collection(queues) -> None:
+    """An API key sees the jobs of its collections only (GET /v1/jobs): filtered in the database, so
+    ``limit`` counts the jobs it sees."""
+    front, _ = queues
+    made = {c: [front.submit("count", {"collection": c}, b"x").id for _ in range(3)] for c in ("a", "b")}
+    unnamed = front.submit("count", {}, b"x").id  # a job naming no collection adds to the default one
+    assert [j.id for j in front.list(2, {"a"})] == made["a"][:0:-1]
+    assert {j.id for j in front.list(50, {"b", "default"})} == {*made["b"], unnamed}
+    assert len(front.list(50)) == 7 and front.list(50, set()) == []
+
+
 def test_failures_are_the_jobs_answer_and_the_worker_goes_on(queues) -> None:
     front, _ = queues
     failed, crashed = front.submit("fail", {}, b""), front.submit("crash", {}, b"")

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from qa.abandon import Abandoned
+from qa.api.principal import hide_unseen, principal_of
 from qa.ingest.service import DocumentTooLargeError
 
 from qa.documents.service import DocumentNotFoundError
@@ -76,18 +77,18 @@ def describe_errors(errors: list[dict]) -> str:
     return "; ".join(parts)
 
 
-def _flat(routes):
+def flat_routes(routes):
     """The routes, with each included router's own (FastAPI wraps them; qa's routers have no prefix)."""
     for route in routes:
         inner = getattr(route, "original_router", None)
-        yield from (_flat(inner.routes) if inner is not None else (route,))
+        yield from (flat_routes(inner.routes) if inner is not None else (route,))
 
 
 def allowed_methods(request: Request) -> list[str]:
     """The methods of the routes on this request's path, the most specific ones only (as documented:
     ``/v1/documents/batch`` is the batch route, not a document called "batch")."""
     by_params: dict[int, set[str]] = {}
-    for route in _flat(request.app.router.routes):
+    for route in flat_routes(request.app.router.routes):
         match, _ = route.matches(request.scope)
         if match != Match.NONE:
             params = len(getattr(route, "param_convertors", None) or ())
@@ -139,6 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CollectionNotFoundError)
     async def _no_collection(request: Request, exc: CollectionNotFoundError) -> JSONResponse:
+        exc = hide_unseen(principal_of(request.scope), exc)  # name only what the request's key sees
         if is_openai_path(request):
             return _openai_error(404, "collection_not_found", str(exc))
         return JSONResponse(error_body("collection_not_found", str(exc), collections=exc.known), status_code=404)

@@ -3,8 +3,9 @@
 Every request gets an id: the client's ``X-Request-ID`` when it is a plain token (letters, digits,
 ``._-``, at most 128), else a new one; it is sent back in ``X-Request-ID`` and put on every log record
 made while the request runs (``request_id``), worker threads included. Each request ends with one
-access line: method, route template, status, duration, client address. What is logged never holds a
-request body, a query string, an ``Authorization`` header or a document's text.
+access line: method, route template, status, duration, client address and the API key's id (when the
+request had a valid key). What is logged never holds a request body, a query string, an
+``Authorization`` header (a key) or a document's text.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qa.api.metrics import route_label
+from qa.api.principal import KEY_ID
 
 _request_id: ContextVar[str | None] = ContextVar("qa_request_id", default=None)
 _GOOD_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
@@ -93,5 +95,5 @@ class RequestIdMiddleware:
                             (time.perf_counter() - start) * 1000, extra={
                 "method": scope["method"], "route": route_label(scope), "status": status,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 1),
-                "client": f"{client[0]}:{client[1]}" if client else None})
+                "client": f"{client[0]}:{client[1]}" if client else None, "key_id": scope.get(KEY_ID)})
             _request_id.reset(token)

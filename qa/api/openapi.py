@@ -1,7 +1,8 @@
 """The published OpenAPI document: every status code a route can answer, with the error body it carries.
 
 FastAPI documents the success response and 422; the service also answers 400 (malformed JSON, too deep),
-403 (a write from a page on another origin), 404 (an unknown id or model), 408 (a body sent too slowly),
+401 (no valid API key; with ``WWW-Authenticate``), 403 (the key's role does not allow it, or a write from a
+page on another origin), 429 (the key's rate limit; with ``Retry-After``), 404 (an unknown id or model), 408 (a body sent too slowly),
 413 (too large), 415 (a media type the route does not read), 421 (a Host it does not answer for),
 503 (busy, or still starting) and the OpenAI routes answer their errors in OpenAI's shape. Those are added here, from what each operation takes (a body, path parameters), so that a client
 generated from the schema, and schemathesis, see every answer the route can give.
@@ -14,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 
 from pydantic import BaseModel
 
+from qa.api.auth import need_for
 from qa.api.errors import OPENAI_PATHS
 from qa.api.schemas import DocumentBatchBody
 
@@ -31,7 +33,11 @@ OPENAI_ERROR_SCHEMA = {
 }
 _WHY = {
     400: "Malformed request: the body is not JSON, is nested too deeply, or (OpenAI routes) is invalid.",
-    403: "A browser page on another origin may not change data (see QA_CORS_ORIGINS).",
+    401: "No API key, or one that is not valid, has expired or was revoked (keys are required once one exists; "
+         "send Authorization: Bearer <key>).",
+    403: "The API key's role does not allow this operation, or a browser page on another origin may not change "
+         "data (see QA_CORS_ORIGINS).",
+    429: "The API key made too many requests: retry after the number of seconds in Retry-After.",
     404: "No such document, passage, model or collection.",
     409: "The same content is already stored under another id (``duplicate_of``; nothing was added), or the "
          "collection exists already.",
@@ -41,6 +47,11 @@ _WHY = {
     422: "The request is well-formed but invalid; the message says which field and why.",
     421: "The Host header is not one this service answers for (see QA_ALLOWED_HOSTS).",
     503: "The service is starting, or busy: retry after the number of seconds in Retry-After.",
+}
+BEARER_SCHEME = {
+    "type": "http", "scheme": "bearer", "bearerFormat": "qa_<id>_<secret>",
+    "description": "An API key (`qa keys create`, or POST /v1/keys with an admin key). Required on every "
+                   "route but /healthz and the page once a key exists; while none does the service is open.",
 }
 # Codes a route answers beyond what its shape implies (see ``_codes``).
 _EXTRA = {
@@ -66,8 +77,14 @@ def _add_body(schema: dict, operation: dict, model: type[BaseModel]) -> None:
         "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
 
 
+def _protected(path: str, method: str) -> bool:
+    return need_for(method.upper(), path).role is not None
+
+
 def _codes(path: str, method: str, operation: dict) -> set[int]:
     codes: set[int] = {421} | ({403} if method in ("post", "put", "patch", "delete") else set())
+    if _protected(path, method):
+        codes |= {401, 403, 429}
     params = {p.get("name") for p in operation.get("parameters", [])}
     if "{" in path or "collection" in params:  # an unknown id, model or collection
         codes |= {404, 422}
@@ -99,9 +116,14 @@ def document_errors(schema: dict) -> dict:
                 own = _OWN_BODY.get((method, path, code))
                 entry["content"] = {"application/json": {
                     "schema": {"$ref": "#/components/schemas/" + own} if own else ref}}
-                if code == 503:
+                if code in (429, 503):
                     entry["headers"] = {"Retry-After": {"schema": {"type": "integer"},
                                                         "description": "Seconds to wait before retrying."}}
+                if code == 401:
+                    entry["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"},
+                                                             "description": 'Bearer realm="qa"'}}
+            operation["security"] = [{"bearer": []}] if _protected(path, method) else [{}, {"bearer": []}]
+    schema["components"]["securitySchemes"] = {"bearer": BEARER_SCHEME}
     return schema
 
 

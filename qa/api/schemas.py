@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from qa.ingest.service import ID_PATTERN, MAX_ID_CHARS, given_document_id
 from qa.models import Passage
@@ -312,3 +312,65 @@ class HealthOut(BaseModel):
         None, description="Seconds each part of the start-up took: imports (from the process's start to the "
         "loading of the services: the interpreter, the modules, the HTTP server), model (then waiting for it to "
         "load), services (store, indexes, dictionary), seeds, warm_up, and total (from the process's start to ready).")
+
+
+def _rfc3339_text(value):
+    """A date-time in a JSON body is a string (pydantic's lax mode would also take a number of seconds)."""
+    if not isinstance(value, str):
+        raise ValueError("give an RFC 3339 date-time string, e.g. 2027-01-31T18:00:00+08:00")
+    return value
+
+
+class KeyBody(BaseModel):
+    """A new API key (``POST /v1/keys``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    role: Literal["read", "write", "admin"] = Field(..., description="read < write (add and delete documents) < "
+                                                    "admin (collections and keys too).")
+    collections: list[Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]] | None = Field(
+        None, min_length=1, max_length=1000, description="The collections the key sees; null: every collection "
+        "(admin keys always see every collection).")
+    name: str = pattern_field(NO_CONTROL, "", max_length=200, description="What the key is for (shown by "
+                              "GET /v1/keys and `qa keys list`).")
+    expires_at: Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)] | None = Field(
+        None, strict=False, description="When the key stops working (RFC 3339, with a time zone); null: never.")
+    rate_per_second: float | None = Field(None, ge=0, description="Requests per second this key may make; null: "
+                                          "the service's default (QA_RATE_LIMIT_PER_SECOND); 0: no limit.")
+    rate_per_minute: JsonInt | None = Field(None, ge=0, description="Requests per minute; null: the default "
+                                            "(QA_RATE_LIMIT_PER_MINUTE); 0: no limit.")
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return no_control(value)
+
+
+class KeyOut(BaseModel):
+    id: str = Field(description="The key's public id (its secret is never shown again).")
+    name: str
+    role: Literal["read", "write", "admin"]
+    collections: list[str] | None = Field(description="null: every collection.")
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    state: Literal["active", "expired", "revoked"]
+    rate_per_second: float | None
+    rate_per_minute: int | None
+
+    @classmethod
+    def from_key(cls, key) -> KeyOut:
+        from qa.keys.base import iso
+
+        return cls(id=key.id, name=key.name, role=key.role.label,
+                   collections=None if key.collections is None else list(key.collections),
+                   created_at=iso(key.created_at), expires_at=iso(key.expires_at), revoked_at=iso(key.revoked_at),
+                   state=key.state(), rate_per_second=key.rate_per_second, rate_per_minute=key.rate_per_minute)
+
+
+class KeyCreatedOut(KeyOut):
+    key: str = Field(description="The key itself: send it as `Authorization: Bearer <key>`. Shown only now.")
+
+
+class KeyListOut(BaseModel):
+    keys: list[KeyOut]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import jieba
@@ -138,12 +138,17 @@ class ChatService:
             collections = [c.name for c in self.search.corpus.store.list_collections()]
         return collection_models(collections)
 
-    def check_model(self, model: str | None) -> str:
+    def check_model(self, model: str | None, sees: Callable[[str], bool] | None = None) -> str:
+        """``model`` (default ``qa``) when it names a chat model over a collection that exists (and that
+        ``sees`` accepts: one it does not is answered as missing), else a 404 naming those offered."""
         model = model or MODEL
         base, collection = split_model(model)
-        if base not in MODELS or self.search.corpus.store.get_collection(collection) is None:
+        if base not in MODELS or (sees is not None and not sees(collection)) \
+                or self.search.corpus.store.get_collection(collection) is None:
+            offered = [m for m in self.offered() if sees is None or sees(split_model(m)[1])]
             raise ChatInputError(f"The model {model!r} does not exist; this service offers "
-                                 f"{', '.join(self.offered())}", "model", "model_not_found", status=404)
+                                 f"{', '.join(offered) or 'no model to this key'}", "model", "model_not_found",
+                                 status=404)
         return model
 
     def retrieve(self, messages: Sequence[dict], collection: str = DEFAULT_COLLECTION) -> tuple[str, str, SearchResult]:

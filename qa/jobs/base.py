@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
+
+from qa.store.base import DEFAULT_COLLECTION
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,11 @@ PROGRESS_SAVE_S = 1.0  # a running job's progress is saved at most this often (a
 # A handler: (job, its upload bytes, a progress callback) -> the job's result (JSON-able).
 Progress = Callable[[str, int, int], None]
 Handler = Callable[["Job", bytes, Progress], dict]
+
+
+def job_collection(job: Job) -> str:
+    """The collection a job adds to."""
+    return job.params.get("collection") or DEFAULT_COLLECTION
 
 
 class JobFailed(Exception):
@@ -96,8 +103,9 @@ class JobQueue(ABC):
     def get(self, job_id: str) -> Job | None: ...
 
     @abstractmethod
-    def list(self, limit: int = 50) -> list[Job]:
-        """The newest jobs first."""
+    def list(self, limit: int = 50, collections: Collection[str] | None = None) -> list[Job]:
+        """The newest jobs first (only those adding to ``collections``, when given: ``params["collection"]``,
+        ``default`` when a job names none)."""
 
     @abstractmethod
     def wait(self, job_id: str, timeout: float | None = None) -> Job | None:

@@ -17,10 +17,20 @@ import threading
 import time
 import uuid
 from dataclasses import asdict
+from collections.abc import Collection
 from pathlib import Path
 
 from qa.index.files import atomic_write
-from qa.jobs.base import MAX_RESUMES, PROGRESS_SAVE_S, Handler, Job, JobQueue, interrupted, run_handler
+from qa.jobs.base import (
+    MAX_RESUMES,
+    PROGRESS_SAVE_S,
+    Handler,
+    Job,
+    JobQueue,
+    interrupted,
+    job_collection,
+    run_handler,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +72,10 @@ class FolderJobQueue(JobQueue):
         with self._cond:
             return self._jobs.get(job_id)
 
-    def list(self, limit: int = 50) -> list[Job]:
+    def list(self, limit: int = 50, collections: Collection[str] | None = None) -> list[Job]:
         with self._cond:
-            return sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)[:limit]
+            jobs = sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
+        return [j for j in jobs if collections is None or job_collection(j) in collections][:limit]
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job | None:
         """Block until the job has finished (or ``timeout``); the job as it then is."""

@@ -30,6 +30,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Collection
 
 from qa import abandon
 from qa.jobs.base import MAX_RESUMES, PROGRESS_SAVE_S, Handler, Job, JobQueue, interrupted, run_handler
@@ -129,9 +130,13 @@ class PostgresJobQueue(JobQueue):
         row = self.db.one(f"SELECT {_COLUMNS} FROM qa_jobs WHERE id = %s", (job_id,))
         return _job(row) if row else None
 
-    def list(self, limit: int = 50) -> list[Job]:
-        return [_job(r) for r in self.db.all(f"SELECT {_COLUMNS} FROM qa_jobs ORDER BY created_at DESC LIMIT %s",
-                                             (limit,))]
+    def list(self, limit: int = 50, collections: Collection[str] | None = None) -> list[Job]:
+        if collections is None:
+            return [_job(r) for r in self.db.all(
+                f"SELECT {_COLUMNS} FROM qa_jobs ORDER BY created_at DESC LIMIT %s", (limit,))]
+        return [_job(r) for r in self.db.all(
+            f"SELECT {_COLUMNS} FROM qa_jobs WHERE coalesce(params->>'collection', 'default') = ANY(%s) "
+            "ORDER BY created_at DESC LIMIT %s", (sorted(collections), limit))]
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job | None:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -1,5 +1,6 @@
 // qa web page: ask a question, the answer streams in from /v1/chat/completions (SSE),
-// numbered citations below it; a click shows the passage with its evidence highlighted.
+// numbered citations below it; a click shows the passage with its evidence highlighted. Where the
+// service needs an API key, the page asks for one and sends it with every request.
 // Every piece of document text is inserted with textContent / text nodes, never as HTML.
 "use strict";
 
@@ -24,14 +25,63 @@
 
   const isZh = (text) => /[\u3400-\u9fff]/.test(text);
 
+  // ---- the API key ------------------------------------------------------------------------------
+  // Asked once when the service answers 401 (it needs keys once one exists), kept for this tab in
+  // sessionStorage and sent as "Authorization: Bearer <key>" with every request.
+  let apiKey = sessionStorage.getItem("qa.key") || "";
+  let keyWanted = null;  // the pending question for a key: one form, however many requests wait
+  const withKey = (headers) => Object.assign({}, headers || {}, apiKey ? { "Authorization": `Bearer ${apiKey}` } : {});
+
+  function askForKey(message) {
+    if (!keyWanted) {
+      const keyForm = $("key-form"), keyInput = $("key-input");
+      $("key-error").textContent = message || "";
+      keyForm.hidden = false;
+      keyInput.value = "";
+      keyInput.focus();
+      keyWanted = new Promise((resolve) => {
+        keyForm.addEventListener("submit", (event) => {
+          event.preventDefault();
+          apiKey = keyInput.value.trim();
+          sessionStorage.setItem("qa.key", apiKey);
+          keyForm.hidden = true;
+          keyWanted = null;
+          resolve();
+        }, { once: true });
+      });
+    }
+    return keyWanted;
+  }
+
+  // The service's answer to a request made with the key; a 401 asks for a (new) key and tries again.
+  async function api(url, options = {}) {
+    for (;;) {
+      const res = await fetch(url, Object.assign({}, options, { headers: withKey(options.headers) }));
+      if (res.status !== 401) return res;
+      let why = "";
+      try { const b = await res.json(); why = (b.error && b.error.message) || ""; } catch (e) { /* not JSON */ }
+      await askForKey(apiKey ? `密钥无效 The key was refused: ${why}` : "");
+    }
+  }
+
+  // An image behind the key: fetched with it and shown from a blob URL.
+  async function showImage(img, url) {
+    try {
+      const res = await api(url);
+      if (res.ok) img.src = URL.createObjectURL(await res.blob());
+    } catch (e) { /* the page is shown without it */ }
+  }
+
   // ---- service status -------------------------------------------------------------------
   async function refreshStatus() {
     const status = $("status");
     try {
-      const res = await fetch("/healthz");
+      const res = await fetch("/healthz", { headers: withKey() });
       const body = await res.json();
       if (body.ready) {
-        status.textContent = `就绪 ready · ${body.documents} 篇文档 docs · ${body.passages} 段 passages`;
+        // the counts are told to keys that see every collection (or where no key is needed)
+        status.textContent = body.documents === null ? "就绪 ready"
+          : `就绪 ready · ${body.documents} 篇文档 docs · ${body.passages} 段 passages`;
         status.className = "status ok";
         loadCollections();
         return;
@@ -49,10 +99,11 @@
   async function loadCollections() {
     let names = ["default"];
     try {
-      const res = await fetch("/v1/collections");
+      const res = await api("/v1/collections");
       if (res.ok) names = (await res.json()).collections.map((c) => c.name);
     } catch (e) { /* keep the default */ }
-    if (!names.includes(collection)) collection = "default";
+    // the one chosen before, else default, else the first this key sees
+    if (!names.includes(collection)) collection = names.includes("default") || !names.length ? "default" : names[0];
     picker.textContent = "";
     for (const name of names) {
       const option = el("option", null, name);
@@ -146,7 +197,7 @@
     });
     let p;
     try {
-      const res = await fetch(`/v1/passages/${encodeURIComponent(c.passage_id)}?collection=${encodeURIComponent(c.collection || collection)}`);
+      const res = await api(`/v1/passages/${encodeURIComponent(c.passage_id)}?collection=${encodeURIComponent(c.collection || collection)}`);
       p = await res.json();
       if (!res.ok) throw new Error((p.error && p.error.message) || res.statusText);
     } catch (e) {
@@ -172,7 +223,7 @@
     panelPages.textContent = "";
     let boxes = [];
     try {
-      const res = await fetch(`/v1/documents/${encodeURIComponent(p.document_id)}/boxes?start=${evidence.start}&end=${evidence.end}&${inKb}`);
+      const res = await api(`/v1/documents/${encodeURIComponent(p.document_id)}/boxes?start=${evidence.start}&end=${evidence.end}&${inKb}`);
       if (res.ok) boxes = await res.json();
     } catch (e) { return; }
     if (!boxes.length) return;  // not a paged document, or no layout kept
@@ -183,7 +234,7 @@
       const frame = el("div", "page-frame");
       const img = el("img");
       img.alt = `${p.title} · p. ${n}`;
-      img.src = `/v1/documents/${encodeURIComponent(p.document_id)}/pages/${n}?${inKb}`;
+      showImage(img, `/v1/documents/${encodeURIComponent(p.document_id)}/pages/${n}?${inKb}`);
       frame.appendChild(img);
       for (const b of boxes.filter((x) => x.page === n)) {
         const hl = el("div", "highlight");
@@ -211,7 +262,7 @@
     const messages = history.concat([{ role: "user", content: question }]);
     let text = "", final = null;
     try {
-      const res = await fetch("/v1/chat/completions", {
+      const res = await api("/v1/chat/completions", {
         method: "POST",
         headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
         body: JSON.stringify({ model: chatModel(), messages, stream: true, include_sources: false }),

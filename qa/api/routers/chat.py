@@ -20,13 +20,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qa.api.deps import get_holder, get_services
 from qa.api.errors import ApiError
-from qa.chat.service import MODELS, ChatAnswer, ChatInputError, ChatService, resolve_question
+from qa.api.principal import principal_of
+from qa.chat.service import MODELS, ChatAnswer, ChatInputError, ChatService, resolve_question, split_model
 from qa.wiring import ServiceHolder
 from qa.wiring import Services
 
@@ -128,12 +129,12 @@ def _stream(chat: ChatService, messages: list[dict], model: str, with_sources: b
 
 
 @router.post("/v1/chat/completions")
-def chat_completions(body: ChatCompletionBody, services: Services = Depends(get_services)):
+def chat_completions(body: ChatCompletionBody, request: Request, services: Services = Depends(get_services)):
     """An answer to the last user message, citing the passages it comes from (OpenAI wire format)."""
     chat = _chat(services)
     messages = [{"role": m.role, "content": m.content or ""} for m in body.messages]
     try:
-        model = chat.check_model(body.model)
+        model = chat.check_model(body.model, principal_of(request.scope).sees)
         resolve_question(messages)  # refuse a conversation without a question before any streaming starts
     except ChatInputError as exc:
         raise ApiError(exc.status, exc.code or "invalid_request", str(exc), exc.param) from exc
@@ -155,25 +156,26 @@ def _model(model_id: str) -> dict:
     return {"id": model_id, "object": "model", "created": _CREATED, "owned_by": "qa"}
 
 
-def _offered(holder: ServiceHolder) -> list[str]:
-    """Every collection's chat models once the service is ready; before that the default ones."""
+def _offered(holder: ServiceHolder, request: Request) -> list[str]:
+    """Every collection's chat models once the service is ready, before that the default ones: those over
+    the collections the request's key sees."""
     services = holder.services
-    if services is None or services.chat is None:
-        return list(MODELS)
-    return services.chat.offered()
+    offered = list(MODELS) if services is None or services.chat is None else services.chat.offered()
+    sees = principal_of(request.scope).sees
+    return [m for m in offered if sees(split_model(m)[1])]
 
 
 @router.get("/v1/models")
-def list_models(holder: ServiceHolder = Depends(get_holder)) -> dict:
+def list_models(request: Request, holder: ServiceHolder = Depends(get_holder)) -> dict:
     """The chat models: ``qa`` and ``qa-extractive`` over the default collection and ``qa/<collection>`` for
-    every other knowledge base (answered while the service is still loading too)."""
-    return {"object": "list", "data": [_model(m) for m in _offered(holder)]}
+    every other knowledge base the key sees (answered while the service is still loading too)."""
+    return {"object": "list", "data": [_model(m) for m in _offered(holder, request)]}
 
 
 @router.get("/v1/models/{model_id:path}")
-def get_model(model_id: str, holder: ServiceHolder = Depends(get_holder)) -> dict:
-    offered = _offered(holder)
+def get_model(model_id: str, request: Request, holder: ServiceHolder = Depends(get_holder)) -> dict:
+    offered = _offered(holder, request)
     if model_id not in offered:
         raise ApiError(404, "model_not_found", f"The model {model_id!r} does not exist; this service offers "
-                       f"{', '.join(offered)}", "model")
+                       f"{', '.join(offered) or 'no model to this key'}", "model")
     return _model(model_id)

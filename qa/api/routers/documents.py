@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from qa.api.deps import get_services
+from qa.api.deps import ScopedCollection, get_services
 from qa.api.errors import ApiError, describe_errors
 from qa.api.schemas import (
     DocumentBatchBody,
@@ -28,7 +28,6 @@ from qa.ingest.formats import detect_parser
 from qa.ingest.jobs import needs_a_job
 from qa.ingest.service import InvalidDocumentIdError, document_id_for
 from qa.models import Document
-from qa.store.base import DEFAULT_COLLECTION
 from qa.wiring import Services
 
 router = APIRouter(tags=["documents"])
@@ -57,9 +56,6 @@ _UPLOAD_DOC = {
         "required": True,
     }
 }
-
-
-CollectionParam = Query(DEFAULT_COLLECTION, description="The knowledge base (GET /v1/collections lists them).")
 
 
 def _document_out(doc: Document, text: str | None = None) -> DocumentOut:
@@ -115,7 +111,7 @@ async def _read_json(request: Request, services: Services):
 
 @router.post("/v1/documents", response_model=IngestOut, status_code=201, openapi_extra=_UPLOAD_DOC,
              responses={202: {"model": JobAcceptedOut, "description": "A long upload, queued as a job."}})
-async def add_document(request: Request, collection: str = CollectionParam,
+async def add_document(request: Request, collection: str = ScopedCollection,
                        services: Services = Depends(get_services)):
     """Add or replace a document: JSON ``{"title","text","source"?,"published"?,"id"?}`` or a file upload.
 
@@ -161,7 +157,7 @@ def _as_job(request: Request, services: Services, raw: bytes, filename: str | No
 
 
 @router.post("/v1/documents/batch", response_model=IngestBatchOut, status_code=201)
-async def add_documents(request: Request, collection: str = CollectionParam,
+async def add_documents(request: Request, collection: str = ScopedCollection,
                         services: Services = Depends(get_services)) -> IngestBatchOut:
     """Add or replace up to 256 documents in one request: ``{"documents": [{"title","text",…}, …]}``.
 
@@ -180,26 +176,26 @@ async def add_documents(request: Request, collection: str = CollectionParam,
 
 @router.get("/v1/documents", response_model=DocumentListOut)
 def list_documents(limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**62),
-                   collection: str = CollectionParam, services: Services = Depends(get_services)) -> DocumentListOut:
+                   collection: str = ScopedCollection, services: Services = Depends(get_services)) -> DocumentListOut:
     docs, total = services.documents.list(collection, limit, offset)
     return DocumentListOut(documents=[_document_out(d) for d in docs], total=total)
 
 
 @router.get("/v1/documents/{document_id}", response_model=DocumentOut)
-def get_document(document_id: str, collection: str = CollectionParam,
+def get_document(document_id: str, collection: str = ScopedCollection,
                  services: Services = Depends(get_services)) -> DocumentOut:
     return _document_out(*services.documents.get(document_id, collection))
 
 
 @router.delete("/v1/documents/{document_id}")
-def delete_document(document_id: str, collection: str = CollectionParam,
+def delete_document(document_id: str, collection: str = ScopedCollection,
                     services: Services = Depends(get_services)) -> dict:
     services.documents.delete(document_id, collection)
     return {"deleted": document_id, "collection": collection}
 
 
 @router.get("/v1/passages/{passage_id}", response_model=PassageOut)
-def get_passage(passage_id: str, collection: str = CollectionParam,
+def get_passage(passage_id: str, collection: str = ScopedCollection,
                 services: Services = Depends(get_services)) -> PassageOut:
     p = services.documents.passage(passage_id, collection)
     if p is None:

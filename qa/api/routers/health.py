@@ -1,11 +1,16 @@
-"""GET /healthz: ready or not, the model, how many passages."""
+"""GET /healthz: ready or not, the model, how many passages.
+
+Open to every request (liveness checks send no key). Where keys are required, a request without a key
+that sees every collection learns only ``ready`` and ``status``: the counts, the model, the seeds folder
+and any start-up error are for keys that see everything (the other fields are null)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from qa.api.deps import get_holder
+from qa.api.principal import principal_of
 from qa.api.schemas import HealthOut
 from qa.wiring import ServiceHolder
 
@@ -13,8 +18,12 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=HealthOut)
-def healthz(holder: ServiceHolder = Depends(get_holder)) -> JSONResponse:
+def healthz(request: Request, holder: ServiceHolder = Depends(get_holder)) -> JSONResponse:
     s = holder.services
+    status = 200 if s is not None else 503
+    if not principal_of(request.scope).sees_all:
+        return JSONResponse(HealthOut(ready=s is not None, status=holder.status, model=None, passages=None,
+                                      documents=None).model_dump(), status_code=status)
     body = HealthOut(
         ready=s is not None, status=holder.status, error=holder.error,
         model=s.embedder.model_id if s else None,
@@ -25,4 +34,4 @@ def healthz(holder: ServiceHolder = Depends(get_holder)) -> JSONResponse:
         answerable_threshold=s.search.threshold if s else None, seeds=holder.seeds,
         dictionary=s.dictionary_status if s else None, startup_s=holder.startup_s or None,
     )
-    return JSONResponse(body.model_dump(), status_code=200 if s is not None else 503)
+    return JSONResponse(body.model_dump(), status_code=status)

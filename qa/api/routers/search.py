@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
-from qa.api.deps import get_services
+from qa.api.deps import check_collection, get_services
 from qa.api.errors import ApiError
 from qa.api.schemas import SearchBody, SearchOut
 from qa.retrieval.types import SearchRequest
@@ -14,7 +14,8 @@ router = APIRouter(tags=["search"])
 
 
 @router.post("/v1/search", response_model=SearchOut)
-def search(body: SearchBody, services: Services = Depends(get_services)) -> SearchOut:
+def search(body: SearchBody, request: Request, services: Services = Depends(get_services)) -> SearchOut:
+    check_collection(request, services, body.collection)
     limit = services.settings.max_query_chars
     if len(body.query) > limit:
         raise ApiError(422, "query_too_long", f"query has {len(body.query)} characters; the limit is {limit}")
