@@ -371,6 +371,8 @@ def test_revocation(world: World):
     assert revoked.status_code == 200 and revoked.json()["state"] == "revoked"
     assert error_code(world.call("GET", "/v1/collections", key)) == "revoked_key"  # at once on this server
     assert world.admin("DELETE", "/v1/keys/0123456789ab").status_code == 404
+    own = world.admin("DELETE", f"/v1/keys/{world.ids['admin']}")
+    assert own.status_code == 409 and own.json()["error"]["type"] == "own_key"  # a key does not revoke itself
 
     key, key_id = world.new_key({"role": "read"})
     assert world.call("GET", "/v1/collections", key).status_code == 200

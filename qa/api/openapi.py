@@ -39,8 +39,8 @@ _WHY = {
          "data (see QA_CORS_ORIGINS).",
     429: "The API key made too many requests: retry after the number of seconds in Retry-After.",
     404: "No such document, passage, model or collection.",
-    409: "The same content is already stored under another id (``duplicate_of``; nothing was added), or the "
-         "collection exists already.",
+    409: "The same content is already stored under another id (``duplicate_of``; nothing was added), the "
+         "collection exists already, or a key would revoke itself.",
     408: "The request body was not received in time.",
     413: "The request body is larger than the limit.",
     415: "The body's media type is not one this route reads.",
@@ -57,6 +57,7 @@ BEARER_SCHEME = {
 _EXTRA = {
     ("post", "/v1/documents"): {409, 415},
     ("post", "/v1/collections"): {409},
+    ("delete", "/v1/keys/{key_id}"): {409},  # the key the request is made with
     ("post", "/v1/search"): {404},  # an unknown collection in the body
     ("post", "/v1/chat/completions"): {404},
     ("post", "/v1/embeddings"): {404},

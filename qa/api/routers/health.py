@@ -1,8 +1,9 @@
 """GET /healthz: ready or not, the model, how many passages.
 
-Open to every request (liveness checks send no key). Where keys are required, a request without a key
-that sees every collection learns only ``ready`` and ``status``: the counts, the model, the seeds folder
-and any start-up error are for keys that see everything (the other fields are null)."""
+Open to every request (liveness checks send no key). Where keys are required (or cannot be checked: their
+store is unreachable), a request without a key that sees every collection learns only ``ready`` and
+``status``: the counts, the model, the seeds folder and any start-up error are for keys that see
+everything (the other fields are null). Either way a store that cannot be reached answers 503."""
 
 from __future__ import annotations
 
@@ -20,11 +21,7 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz", response_model=HealthOut)
 def healthz(request: Request, holder: ServiceHolder = Depends(get_holder)) -> JSONResponse:
     s = holder.services
-    status = 200 if s is not None else 503
-    if not principal_of(request.scope).sees_all:
-        return JSONResponse(HealthOut(ready=s is not None, status=holder.status, model=None, passages=None,
-                                      documents=None).model_dump(), status_code=status)
-    body = HealthOut(
+    body = HealthOut(  # read in full either way: a store that cannot be reached makes this a 503
         ready=s is not None, status=holder.status, error=holder.error,
         model=s.embedder.model_id if s else None,
         passages=s.corpus.store.count_passages() if s else None,
@@ -34,4 +31,6 @@ def healthz(request: Request, holder: ServiceHolder = Depends(get_holder)) -> JS
         answerable_threshold=s.search.threshold if s else None, seeds=holder.seeds,
         dictionary=s.dictionary_status if s else None, startup_s=holder.startup_s or None,
     )
-    return JSONResponse(body.model_dump(), status_code=status)
+    if not principal_of(request.scope).sees_all:
+        body = HealthOut(ready=body.ready, status=body.status, model=None, passages=None, documents=None)
+    return JSONResponse(body.model_dump(), status_code=200 if s is not None else 503)

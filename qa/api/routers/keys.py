@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from qa.api.errors import ApiError
+from qa.api.principal import principal_of
 from qa.api.schemas import KeyBody, KeyCreatedOut, KeyListOut, KeyOut
 from qa.keys import KeyService, Role
 from qa.keys.base import KEY_ID_PATTERN
@@ -37,8 +38,13 @@ async def list_keys(keys: KeyService = Depends(get_keys)) -> KeyListOut:
 
 
 @router.delete("/v1/keys/{key_id}", response_model=KeyOut)
-async def revoke_key(key_id: str = Path(..., pattern=KEY_ID_PATTERN), keys: KeyService = Depends(get_keys)) -> KeyOut:
-    """Revoke a key: refused at once by this server, within ``QA_KEY_CACHE_S`` by other replicas."""
+async def revoke_key(request: Request, key_id: str = Path(..., pattern=KEY_ID_PATTERN),
+                     keys: KeyService = Depends(get_keys)) -> KeyOut:
+    """Revoke a key: refused at once by this server, within ``QA_KEY_CACHE_S`` by other replicas. The key
+    a request is made with cannot revoke itself (409), so the last admin key is not lost by mistake."""
+    if principal_of(request.scope).key_id == key_id:
+        raise ApiError(409, "own_key", f"{key_id} is the key this request is made with: revoke it with another "
+                       "admin key or with `qa keys revoke`")
     record = await run_in_threadpool(keys.revoke, key_id)
     if record is None:
         raise ApiError(404, "not_found", f"no API key with id {key_id!r}; GET /v1/keys lists them")
