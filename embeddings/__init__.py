@@ -59,11 +59,12 @@ def _model_folder(settings: Settings) -> Path:
 def embedder_for_mode(folder: Path, quantize: str, *, dim: int | None = None, batch_size: int = 8,
                       threads: int = 2, contextual_spans: bool = False) -> Embedder:
     """The sentence-transformers model in ``folder`` run the way ``quantize`` says (see
-    :mod:`embeddings.quantize`): compiled with OpenVINO, or by torch in fp32, bf16 or int8.
-    ``auto`` never picks OpenVINO for ``contextual_spans``, which pools torch's token embeddings."""
+    :mod:`embeddings.quantize`): compiled with OpenVINO, or by torch in fp32, bf16 or int8; ``auto``: the
+    mode measured fastest on this CPU (:mod:`embeddings.auto_mode`), never OpenVINO for ``contextual_spans``,
+    which pools torch's token embeddings."""
     from .quantize import resolve_mode
 
-    mode = resolve_mode(quantize, openvino=not contextual_spans)
+    mode = resolve_mode(quantize, openvino=not contextual_spans, folder=folder, threads=threads)
     if mode == "openvino":
         if contextual_spans:
             raise ValueError("QA_SENTENCE_VECTORS=contextual pools torch's token embeddings, which the OpenVINO "

@@ -77,14 +77,28 @@ def openvino_available() -> bool:
             and importlib.util.find_spec("openvino") is not None)
 
 
-def resolve_mode(mode: str, *, openvino: bool = True) -> str:
-    """``auto`` → ``openvino`` where it runs (and ``openvino`` is allowed), else ``bf16`` where the CPU has
-    native bf16, else ``int8``; other modes are checked and kept."""
+def resolve_mode(mode: str, *, openvino: bool = True, folder: Path | None = None, threads: int = 2) -> str:
+    """``auto`` → the mode measured fastest on this CPU for the model in ``folder`` (see
+    :mod:`embeddings.auto_mode`; ``openvino=False`` leaves OpenVINO out); without a folder, or where
+    nothing could be measured, ``openvino`` where it runs (and is allowed), else ``bf16`` where the CPU has
+    native bf16, else ``int8``. Other modes are checked and kept."""
     if mode == "auto":
-        if openvino and openvino_available():
-            return "openvino"
-        return "bf16" if native_bf16() else "int8"
+        if folder is not None:
+            from .auto_mode import measured_mode
+
+            measured = measured_mode(folder, openvino=openvino, threads=threads)
+            if measured is not None:
+                return measured
+        return assumed_mode(openvino)
     return check_mode(mode)
+
+
+def assumed_mode(openvino: bool = True) -> str:
+    """What ``auto`` means without a measurement: ``openvino`` where it runs (and is allowed), else ``bf16``
+    where the CPU has native bf16, else ``int8``."""
+    if openvino and openvino_available():
+        return "openvino"
+    return "bf16" if native_bf16() else "int8"
 
 
 # --------------------------------------------------------------------------- bf16 weights

@@ -49,7 +49,7 @@ class SentenceTransformerEmbedder(LocalModelEmbedder):
 
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr at every start-up
         torch.set_num_threads(max(1, threads))
-        quantize = resolve_mode(quantize, openvino=False)
+        quantize = resolve_mode(quantize, openvino=False, folder=folder, threads=threads)
         if quantize not in TORCH_MODES:
             raise ValueError(f"quantize={quantize!r} is not a torch mode ({', '.join(TORCH_MODES)}): "
                              "OpenVINO has its own backend, embeddings.openvino.OpenVinoEmbedder")

@@ -92,8 +92,9 @@ def serve(host: Optional[str] = typer.Option(None, help="Interface to bind (defa
     settings = _settings(data_dir, host=host, port=port, insecure_no_auth=insecure_no_auth or None)
     _check_exposure(settings)
     from embeddings import load_in_background
+    from qa.model_choice import settled_quantize
 
-    model = load_in_background(settings)  # the model loads while the web application's modules are imported
+    model = load_in_background(settled_quantize(settings))  # loads while the web application's modules are imported
 
     from qa.api.logs import configure_logging
 
@@ -637,12 +638,16 @@ def models_fetch() -> None:
     weights, once, to OpenVINO or bf16 when the settings run it that way)."""
     from embeddings import fetch_embeddinggemma
     from embeddings.fetch import folder_digests
+    from embeddings.auto_mode import cache_file
     from embeddings.quantize import resolve_mode
 
     settings = Settings()
     folder = fetch_embeddinggemma(settings.models_dir)
     console.print(f"EmbeddingGemma-300m verified in {folder} (Gemma Terms of Use: see README.md in that folder)")
-    mode = resolve_mode(settings.quantize, openvino=settings.sentence_vectors != "contextual")
+    mode = resolve_mode(settings.quantize, openvino=settings.sentence_vectors != "contextual", folder=folder,
+                        threads=settings.torch_threads)
+    if settings.quantize == "auto":
+        console.print(f"QA_QUANTIZE=auto runs {mode} on this CPU (measured; see {cache_file(folder)})")
     digest = folder_digests(folder, ["model.safetensors"])["model.safetensors"]
     if mode == "bf16":
         from embeddings.quantize import bf16_folder

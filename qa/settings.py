@@ -41,9 +41,12 @@ class Settings(BaseSettings):
         "auto", description="How EmbeddingGemma runs: openvino (the whole model compiled with OpenVINO, converted "
         "once from the verified weights, token table in int8; no torch at run time; vectors at cosine >= 0.999 "
         "of fp32), bf16 (torch, weights converted once; native bf16 matmuls), int8 (torch, dynamically quantised "
-        "Linear layers), none (torch fp32), or auto: openvino wherever it runs, else bf16 where the CPU has "
-        "native bf16 (AVX512-BF16/AMX), else int8 (with contextual sentence vectors, which need torch: bf16 or "
-        "int8). The model id gets /openvino, /bf16 or /int8, so caches and indexes are their own; ignored by use-m.")
+        "Linear layers), none (torch fp32), or auto: the mode measured fastest on this CPU at the first start "
+        "(each mode runs a small workload in a child process; another mode than openvino only when at least 15 % "
+        "faster and its vectors within 0.98 cosine of fp32's; kept in <model folder>.quantize-auto.json per kind of "
+        "CPU; not openvino with contextual sentence vectors, which need torch); a data folder already filled keeps "
+        "the mode it was embedded with. The model id gets /openvino, /bf16 or /int8, so caches and indexes are "
+        "their own; ignored by use-m.")
     sentence_vectors: Literal["separate", "contextual"] = Field(
         "separate", description="How sentence vectors (second stage, evidence) are made: separate encodes every "
         "sentence on its own (about half the ingest speed, best quality); contextual pools them from the "

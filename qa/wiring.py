@@ -23,6 +23,7 @@ from qa.ingest.formats import SUPPORTED_EXTENSIONS, ParseOptions
 from qa.ingest.originals import OriginalFiles
 from qa.ingest.service import IngestService
 from qa.jobs import JobQueue, create_job_queue
+from qa.model_choice import settled_quantize
 from qa.keys import KeyService, create_key_store
 from qa.retrieval.confidence import Calibration
 from qa.retrieval.dictionary_leg import DictionaryLeg
@@ -165,6 +166,7 @@ def check_calibrated(services: Services) -> None:
 
 
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
+    settings = settled_quantize(settings)
     embedder = embedder or create_embedder(settings)
     dictionary, dictionary_status = load_dictionary(settings)
     corpus = build_corpus(settings, embedder.model_id, embedder.dimension)
