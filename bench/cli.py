@@ -82,13 +82,16 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
           ingest: bool = typer.Option(False, "--ingest", help="Instead: ingest of --ingest-passages never-embedded "
                                       "paragraphs over HTTP, through the batch endpoint and one POST per document from "
                                       "8 clients, alternating on fresh servers for --load-rounds rounds."),
+          auth: bool = typer.Option(False, "--auth", help="Instead: what API keys and rate limits cost per request "
+                                    "(a server without keys and one with a key, side by side, alternating; "
+                                    "--passages, --queries requests per route and round, --load-rounds rounds)."),
           eval_dir: Path = typer.Option(Path("../shared/eval"), help="Folder holding xquad/."),
           eval_limit: Optional[int] = typer.Option(None, help="--matryoshka, --parity: only the first N questions per "
                                                    "direction."),
           output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
           ) -> None:
     """Benchmark over HTTP (start-up, ingest, latency, load, memory; --peers), or --startup / --ingest / --scale /
-    --corpus-scale / --matryoshka / --formats / --parity."""
+    --corpus-scale / --matryoshka / --formats / --parity / --auth."""
     from bench.benchmark import SCALE_VARIANTS, check_scale_variants, run_bench, run_scale, run_truncation, write_json
     from qa.cli import _settings
 
@@ -101,6 +104,11 @@ def bench(passages: int = typer.Option(240, help="XQuAD paragraphs in the search
             run_parity(_settings(None), eval_dir, limit=limit, questions=eval_limit, ocr=ocr, console=out, output=output)
         except ToolMissingError as exc:
             _fail(str(exc))
+    elif auth:
+        from bench.auth_overhead import run_auth_overhead
+
+        write_json(output, {"auth": run_auth_overhead(_settings(None), eval_dir=eval_dir, passages=passages,
+                                                      requests=queries, rounds=load_rounds, console=out)})
     elif formats:
         from bench.formats import run as run_formats
 
